@@ -1,0 +1,4 @@
+"""`python -m assistant --help`"""
+from assistant.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""Benchmarks: figures belong here, not in tests.
+
+    assistant bench                 # every suite, as tables
+    assistant bench indexing --json # one suite, as JSON
+
+Each suite is a module `eval/bench_<suite>.py` with `run_bench(cfg, quick: bool) -> list[dict]`,
+one dict per row; the first row's keys are the table's columns.
+"""
+from __future__ import annotations
+
+import importlib
+
+HELP = "Benchmarks: indexing, training and serving speed on this machine."
+SUITES = ("indexing", "training", "serving")
+
+
+def add_arguments(parser):
+    parser.add_argument("suites", nargs="*", metavar="SUITE",
+                        help=f"Which suites ({', '.join(SUITES)}); default: all.")
+    parser.add_argument("--quick", action="store_true", help="Smaller sizes, for a first look.")
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no rows)"
+    columns = list(rows[0])
+    cells = [[f"{row.get(c):.3g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def run(args, cfg):
+    from assistant.cli import emit
+
+    results, text = {}, []
+    for suite in args.suites or SUITES:
+        module = importlib.import_module(f"eval.bench_{suite}")
+        rows = module.run_bench(cfg, quick=args.quick)
+        results[suite] = rows
+        text.append(f"## {suite}\n{format_table(rows)}")
+    emit(args, results, "\n\n".join(text))
+    return 0

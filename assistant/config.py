@@ -1,0 +1,191 @@
+"""One typed configuration for every stage.
+
+Precedence, lowest to highest: field defaults < `assistant.toml` < environment
+(`ASSISTANT_<FIELD>` or `ASSISTANT_<SECTION>__<FIELD>`) < command-line flags.
+
+    python -c "from assistant.config import load_config; print(load_config().model_dump_json(indent=2))"
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CORPUS = REPO_ROOT / "corpora" / "finance" / "docs"
+PACKAGED_BASE_MODEL = "packaged:gemma3-270m"
+PACKAGED_EMBED_MODEL = "packaged:all-MiniLM-L6-v2"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IndexConfig(Section):
+    chunk_size: int = Field(384, ge=32, description="Chunk size in tokens of the embedding tokenizer; MiniLM reads 256 word pieces, so bigger chunks are truncated when embedded.")
+    chunk_overlap: int = Field(48, ge=0, description="Tokens shared by neighbouring chunks, so a fact cut at a boundary survives in one of them.")
+    max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped with a reason.")
+    embed_batch_size: int = Field(64, ge=1, description="Chunks embedded per forward pass.")
+    embed_bf16: bool = Field(True, description="Embed in bf16 on CPUs with AMX/AVX512-bf16 (2.6x faster here, cosine >= 0.998 to fp32).")
+    collection: str = Field("kb", description="Chroma collection name.")
+
+
+class RetrieveConfig(Section):
+    retriever: Literal["hybrid", "vector", "bm25"] = Field("hybrid", description="Vector, BM25, or both fused by reciprocal rank.")
+    top_k: int = Field(4, ge=1, le=50, description="Chunks put into the prompt.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+
+
+class SynthConfig(Section):
+    generator: Literal["extractive", "hf", "openai"] = Field("extractive", description="Who writes content points and questions: 'extractive' needs no LLM; 'hf' uses the base model; 'openai' any OpenAI-compatible endpoint.")
+    generator_url: str | None = Field(None, description="Base URL of an OpenAI-compatible endpoint for --generator openai (vLLM, Ollama, llama.cpp server).")
+    generator_model: str | None = Field(None, description="Model name sent to that endpoint.")
+    paraphrases: int = Field(4, ge=1, le=12, description="Differently phrased questions per content point; recall from the weights needs variety.")
+    raft_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of QA items also emitted as RAFT pairs with retrieved context.")
+    raft_oracle_fraction: float = Field(0.8, ge=0.0, le=1.0, description="Share of RAFT pairs whose context holds the right chunk; the rest get distractors only and learn to say so.")
+    raft_distractors: int = Field(3, ge=0, le=10, description="Distractor chunks in each RAFT context.")
+    refusals: int = Field(40, ge=0, description="Refusal pairs for questions the knowledge base does not answer.")
+    validation_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of source documents held out for validation.")
+    near_duplicate_threshold: float = Field(0.9, gt=0.0, le=1.0, description="Jaccard (MinHash) above which two questions count as duplicates.")
+    leakage_threshold: float = Field(0.85, gt=0.0, le=1.0, description="Embedding cosine above which a training question counts as a leaked eval question.")
+
+
+class TrainConfig(Section):
+    objective: Literal["sft", "cpt", "cpt+sft"] = Field("sft", description="Supervised pairs, continued pre-training on the corpus chunks, or CPT then SFT.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scale numerator (alpha / r multiplies the update).")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    target_modules: str = Field("all-linear", description="Modules that get adapters ('all-linear' or a comma list such as q_proj,v_proj).")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (cosine decay, warm-up).")
+    epochs: float = Field(3.0, gt=0, description="Passes over the training set.")
+    batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (after packing).")
+    max_seq_len: int = Field(512, ge=32, description="Tokens per training sequence.")
+    eval_steps: int = Field(25, ge=1, description="Validation loss every N steps.")
+    early_stopping_patience: int = Field(3, ge=1, description="Stop when validation loss has not improved for this many evaluations.")
+    bf16: bool = Field(True, description="bf16 autocast (AMX on this CPU; tensor cores on a GPU).")
+    qlora: bool = Field(False, description="4-bit base weights with bitsandbytes (CUDA only).")
+    merge: bool = Field(False, description="Also write the adapter merged into the base weights.")
+
+
+class AnswerConfig(Section):
+    backend: Literal["hf", "openai"] = Field("hf", description="Generate locally with transformers, or through an OpenAI-compatible server.")
+    backend_url: str | None = Field(None, description="Base URL for --backend openai (e.g. vLLM serving the base model plus the adapter).")
+    backend_model: str | None = Field(None, description="Model name for the base paths on that server.")
+    backend_adapter_model: str | None = Field(None, description="Model name for the tuned paths on that server (vLLM's LoRA module name).")
+    adapter: Path | None = Field(None, description="LoRA adapter folder for the tuned paths; default: the newest under the workspace.")
+    max_new_tokens: int = Field(96, ge=1, le=4096, description="Answer length limit in tokens.")
+    history_turns: int = Field(4, ge=0, description="Earlier turns kept in the prompt.")
+    max_question_chars: int = Field(4000, ge=100, description="Longer messages are truncated, with a visible note.")
+
+
+class EvalConfig(Section):
+    bootstrap_samples: int = Field(2000, ge=100, description="Resamples for the 95% intervals.")
+    judge_url: str | None = Field(None, description="OpenAI-compatible endpoint for LLM-judged RAGAS metrics.")
+    judge_model: str | None = Field(None, description="Judge model name at that endpoint, or an HF id/path for a local judge.")
+    limit: int | None = Field(None, ge=1, description="Score only the first N questions (quick runs).")
+    batch_size: int = Field(16, ge=1, description="Questions generated together; batching amortises the memory-bound LM head.")
+
+
+class Config(Section):
+    corpus: Path = Field(SHIPPED_CORPUS, description="Folder of documents to index (Markdown, text, PDF, HTML, DOCX).")
+    questions: Path | None = Field(None, description="Held-out questions (JSONL); default: <corpus>/../eval/heldout.jsonl when it exists, else a generated set.")
+    workspace: Path | None = Field(None, description="Where every stage writes; default: workspace/<corpus name>.")
+    model_cache: Path = Field(Path("workspace/models"), description="Converted model weights, shared by all workspaces.")
+    base_model: str = Field(PACKAGED_BASE_MODEL, description="Generator: the packaged Gemma 3 270M, an HF id, or a local path.")
+    embed_model: str = Field(PACKAGED_EMBED_MODEL, description="Embedder: the packaged all-MiniLM-L6-v2, an HF id, or a local path.")
+    chroma_url: str | None = Field(None, description="A Chroma server (http://host:port) instead of the embedded store.")
+    seed: int = Field(0, description="Seed for sampling, splits and training.")
+    index: IndexConfig = IndexConfig()
+    retrieve: RetrieveConfig = RetrieveConfig()
+    synth: SynthConfig = SynthConfig()
+    train: TrainConfig = TrainConfig()
+    answer: AnswerConfig = AnswerConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @property
+    def home(self) -> Path:
+        """The workspace folder, derived from the corpus when not given."""
+        if self.workspace is not None:
+            return self.workspace
+        name = self.corpus.name if self.corpus.name not in ("docs", "documents") else self.corpus.parent.name
+        return Path("workspace") / name
+
+    @property
+    def questions_path(self) -> Path | None:
+        if self.questions is not None:
+            return self.questions
+        beside = self.corpus.parent / "eval" / "heldout.jsonl"
+        return beside if beside.exists() else None
+
+    @property
+    def general_questions_path(self) -> Path:
+        return SHIPPED_CORPUS.parent / "eval" / "general.jsonl"
+
+    @property
+    def kb_dir(self) -> Path:
+        return self.home / "kb"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def evals_dir(self) -> Path:
+        return self.home / "evals"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the setting and the fix."""
+
+
+def _env_overrides() -> dict[str, Any]:
+    sections = {name for name, f in Config.model_fields.items() if isinstance(f.default, Section)}
+    out: dict[str, Any] = {}
+    for key, value in os.environ.items():
+        if not key.startswith("ASSISTANT_"):
+            continue
+        name = key[len("ASSISTANT_"):].lower()
+        section, _, field = name.partition("__")
+        if field and section in sections:
+            out.setdefault(section, {})[field] = value
+        elif name in Config.model_fields and name not in sections:
+            out[name] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults < assistant.toml < ASSISTANT_* environment < overrides (the CLI flags)."""
+    data: dict[str, Any] = {}
+    toml_path = path or Path("assistant.toml")
+    if toml_path.exists():
+        try:
+            data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{toml_path}: not valid TOML ({err}); fix the file or pass --config another.toml") from err
+    elif path is not None:
+        raise ConfigError(f"{path}: config file not found; check --config")
+    data = _merge(_merge(data, _env_overrides()), overrides or {})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in err.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}. Set it by flag, ASSISTANT_* variable or assistant.toml.") from err

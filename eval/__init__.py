@@ -1,0 +1,1 @@
+"""Evaluation: the four answer paths side by side, retrieval quality, and benchmarks."""

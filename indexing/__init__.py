@@ -1,0 +1,1 @@
+"""Indexing: ingest -> chunk -> embed -> Chroma store -> retrieve."""

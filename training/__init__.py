@@ -1,0 +1,1 @@
+"""Training: content points -> synthetic pairs -> gates -> split -> LoRA SFT."""
