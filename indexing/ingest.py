@@ -1,0 +1,168 @@
+"""Ingest: find the documents under the given paths and read each into plain text with its metadata.
+
+    python -m indexing.ingest corpora/finance/docs     # lists what would be indexed, and what is skipped
+
+Markdown and plain text are read here (strict UTF-8, YAML front matter stripped but its id/title kept);
+PDF through pypdf (page by page), DOCX through llama-index's DocxReader (docx2txt); HTML through BeautifulSoup with its
+headings turned into Markdown headings, so the chunker keeps the section path for every format.
+A file that cannot be read raises `UnreadableFile` with a one-line reason that says what to do.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".pdf": "pdf",
+             ".html": "html", ".htm": "html", ".docx": "docx"}
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+
+
+class UnreadableFile(ValueError):
+    """A document that cannot be indexed; str() is the one-line reason."""
+
+
+@dataclass
+class SourceDocument:
+    """One file's text, split into pages (one page for everything but PDF)."""
+    doc_id: str
+    title: str
+    source: str
+    format: str                 # "markdown" | "text" | "pdf" | "html" | "docx"
+    pages: list[tuple[int | None, str]] = field(default_factory=list)   # (page number or None, text)
+
+
+def find_documents(paths: list[Path]) -> list[Path]:
+    """Every supported file under `paths`, sorted. Hidden files and other types inside folders are
+    ignored; a file named explicitly is returned whatever its type, so an unsupported one is reported."""
+    found: set[Path] = set()
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            found.update(p for p in path.rglob("*")
+                         if p.is_file() and p.suffix.lower() in SUPPORTED
+                         and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        elif path.exists():
+            found.add(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder; check the path given to `assistant index`")
+    return sorted(p.resolve() for p in found)
+
+
+def read_document(path: Path, max_file_mb: float) -> SourceDocument:
+    """Read one file, or raise UnreadableFile saying why it was skipped."""
+    path = Path(path)
+    kind = SUPPORTED.get(path.suffix.lower())
+    if kind is None:
+        raise UnreadableFile(f"unsupported file type {path.suffix or '(none)'!r}; "
+                             f"convert it to one of {', '.join(sorted(SUPPORTED))}")
+    size_mb = path.stat().st_size / 1e6
+    if size_mb > max_file_mb:
+        raise UnreadableFile(f"{size_mb:.1f} MB is over the {max_file_mb:g} MB limit; "
+                             "split the file or raise --max-file-mb (index.max_file_mb)")
+    if path.stat().st_size == 0:
+        raise UnreadableFile("empty file (0 bytes); add content or remove it")
+    reader = {"markdown": _read_markdown, "text": _read_markdown, "pdf": _read_pdf,
+              "html": _read_html, "docx": _read_docx}[kind]
+    document = reader(path)
+    document.format = kind
+    if not any(text.strip() for _, text in document.pages):
+        raise UnreadableFile("no text found (empty, or a scanned image without a text layer); "
+                             "add text or export it with a text layer")
+    return document
+
+
+def _decode_text(path: Path) -> str:
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise UnreadableFile("binary data in a text file (NUL bytes); is it really text? remove or rename it")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UnreadableFile(f"not UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                             "re-save it as UTF-8") from None
+
+
+def _read_markdown(path: Path) -> SourceDocument:
+    text = _decode_text(path)
+    front: dict = {}
+    match = _FRONT_MATTER.match(text)
+    if match:
+        try:
+            loaded = yaml.safe_load(match.group(1))
+        except yaml.YAMLError as err:
+            raise UnreadableFile(f"broken YAML front matter ({str(err).splitlines()[0]}); fix the header") from None
+        front = loaded if isinstance(loaded, dict) else {}
+        text = text[match.end():]
+    title = str(front.get("title") or _first_heading(text) or path.stem)
+    doc_id = str(front.get("id") or path.stem)
+    return SourceDocument(doc_id, title, str(path), "markdown", [(None, text)])
+
+
+def _first_heading(text: str) -> str | None:
+    match = re.search(r"^#\s+(.+?)\s*#*\s*$", text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _read_pdf(path: Path) -> SourceDocument:
+    # pypdf directly (it is what llama-index's PDFReader wraps, minus its three retries of a broken file).
+    import pypdf
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = pypdf.PdfReader(path)
+        pages = [(number, page.extract_text() or "") for number, page in enumerate(reader.pages, start=1)]
+    except (PyPdfError, ValueError, OSError, KeyError) as err:
+        raise UnreadableFile(f"corrupt or truncated PDF ({err}); re-export it") from None
+    return SourceDocument(path.stem, _title_from_stem(path), str(path), "pdf", pages)
+
+
+def _read_docx(path: Path) -> SourceDocument:
+    import zipfile
+
+    from llama_index.readers.file import DocxReader
+
+    try:
+        documents = DocxReader().load_data(path)
+    except (zipfile.BadZipFile, KeyError, ValueError) as err:
+        raise UnreadableFile(f"not a valid DOCX file ({err}); re-save it from Word or LibreOffice") from None
+    text = "\n\n".join(d.text for d in documents)
+    return SourceDocument(path.stem, _title_from_stem(path), str(path), "docx", [(None, text)])
+
+
+def _read_html(path: Path) -> SourceDocument:
+    from bs4 import BeautifulSoup
+
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise UnreadableFile("binary data in an HTML file (NUL bytes); remove or rename it")
+    soup = BeautifulSoup(data, "html.parser")
+    for tag in soup(["script", "style", "noscript", "nav", "footer"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else None
+    # Headings become Markdown headings so the chunker keeps the section path.
+    for level in range(1, 7):
+        for heading in soup.find_all(f"h{level}"):
+            heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
+    body = soup.body or soup
+    for block in body.find_all(["p", "li", "tr", "div", "br"]):
+        block.insert_after("\n")
+    text = re.sub(r"\n\s*\n+", "\n\n", body.get_text()).strip()
+    return SourceDocument(path.stem, title or _first_heading(text) or _title_from_stem(path), str(path), "html",
+                          [(None, text)])
+
+
+def _title_from_stem(path: Path) -> str:
+    return path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
+
+
+if __name__ == "__main__":
+    for found in find_documents([Path(p) for p in sys.argv[1:]] or [Path("corpora/finance/docs")]):
+        try:
+            doc = read_document(found, max_file_mb=20)
+            print(f"ok    {found}  id={doc.doc_id}  title={doc.title!r}  pages={len(doc.pages)}")
+        except UnreadableFile as reason:
+            print(f"skip  {found}: {reason}")

@@ -1,0 +1,31 @@
+"""The CLI shows every verb, and each verb explains itself."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from assistant.cli import VERBS
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_verb():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for verb in ("index", "synth", "train", "ask", "chat", "serve", "eval", "run", "bench"):
+        assert verb in result.stdout
+
+
+def test_every_verb_has_help_with_json_flag():
+    for verb in VERBS:
+        result = run_cli(verb, "--help")
+        assert result.returncode == 0, (verb, result.stderr)
+        assert "--json" in result.stdout, verb
+
+
+def test_bad_config_value_is_a_clear_error():
+    result = run_cli("search", "anything", "--seed", "x")
+    assert result.returncode != 0
+    assert "seed" in result.stderr

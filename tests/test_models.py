@@ -1,0 +1,38 @@
+"""Models load offline: the packaged Gemma 3 270M and MiniLM, or a clear error."""
+from __future__ import annotations
+
+import pytest
+
+from assistant.config import load_config
+from assistant.models import MissingModelError, load_base_model, load_embedder
+from assistant.prompts import build_messages
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    cfg = load_config(overrides={"base_model": str(tmp_path / "no-such-model")})
+    with pytest.raises(MissingModelError, match="--base-model"):
+        load_base_model(cfg)
+
+
+def test_packaged_embedder_embeds():
+    vectors = load_embedder(load_config()).encode(["expense report", "travel claim"], normalize_embeddings=True)
+    assert vectors.shape == (2, 384)
+    assert float(vectors[0] @ vectors[1]) > 0.3
+
+
+def test_tiny_model_uses_the_project_chat_template(tiny_cfg):
+    model, tokenizer = load_base_model(tiny_cfg)
+    text = tokenizer.apply_chat_template(build_messages("hello"), tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<bos><start_of_turn>user\n") and text.endswith("<start_of_turn>model\n")
+
+
+@pytest.mark.e2e
+def test_packaged_model_loads_and_generates():
+    cfg = load_config()
+    model, tokenizer = load_base_model(cfg)
+    inputs = tokenizer.apply_chat_template(build_messages("What is the capital of France?"),
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    new_tokens = output[0][inputs["input_ids"].shape[1]:]
+    assert 0 < len(new_tokens) <= 8
+    assert tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
