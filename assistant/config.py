@@ -51,6 +51,9 @@ class SynthConfig(Section):
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of source documents held out for validation.")
     near_duplicate_threshold: float = Field(0.9, gt=0.0, le=1.0, description="Jaccard (MinHash) above which two questions count as duplicates.")
     leakage_threshold: float = Field(0.85, gt=0.0, le=1.0, description="Embedding cosine above which a training question counts as a leaked eval question.")
+    batch_size: int = Field(8, ge=1, description="Chunks sent to an LLM generator together (hf: one padded batch).")
+    max_new_tokens: int = Field(256, ge=16, description="Tokens an LLM generator may write per chunk.")
+    max_answer_words: int = Field(120, ge=5, description="Longer question-answer answers fail the length gate (golden outputs are exempt).")
 
 
 class TrainConfig(Section):
@@ -65,6 +68,7 @@ class TrainConfig(Section):
     max_seq_len: int = Field(512, ge=32, description="Tokens per training sequence.")
     eval_steps: int = Field(25, ge=1, description="Validation loss every N steps.")
     early_stopping_patience: int = Field(3, ge=1, description="Stop when validation loss has not improved for this many evaluations.")
+    overfit_evals: int = Field(2, ge=1, description="Overfitting guard: stop when validation loss rose this many evaluations in a row while training loss fell.")
     bf16: bool = Field(True, description="bf16 autocast (AMX on this CPU; tensor cores on a GPU).")
     qlora: bool = Field(False, description="4-bit base weights with bitsandbytes (CUDA only).")
     merge: bool = Field(False, description="Also write the adapter merged into the base weights.")
@@ -79,6 +83,7 @@ class AnswerConfig(Section):
     max_new_tokens: int = Field(96, ge=1, le=4096, description="Answer length limit in tokens.")
     history_turns: int = Field(4, ge=0, description="Earlier turns kept in the prompt.")
     max_question_chars: int = Field(4000, ge=100, description="Longer messages are truncated, with a visible note.")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights for local generation; bfloat16 halves memory and runs faster on CPUs with AVX512-BF16 or AMX, and on GPUs.")
 
 
 class EvalConfig(Section):

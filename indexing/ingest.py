@@ -109,8 +109,12 @@ def _first_heading(text: str) -> str | None:
 
 def _read_pdf(path: Path) -> SourceDocument:
     # pypdf directly (it is what llama-index's PDFReader wraps, minus its three retries of a broken file).
+    import logging
+
     import pypdf
     from pypdf.errors import PyPdfError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)   # its warnings repeat the reason we report
 
     try:
         reader = pypdf.PdfReader(path)

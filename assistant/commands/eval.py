@@ -1,13 +1,104 @@
-"""assistant eval: not implemented yet."""
-import sys
+"""Score base, rag, offline and hybrid side by side on held-out questions, and write a report.
 
-HELP = "eval (not implemented yet)"
+    assistant eval                                    # all four paths; report under <workspace>/evals/<run-id>/
+    assistant eval --modes base,rag --limit 20 --json
+    assistant eval --questions my_questions.jsonl     # your own questions (only "question" is required)
+    assistant eval --judge-url http://localhost:8000/v1 --judge-model qwen2.5-7b-instruct   # + LLM-judged metrics
+    assistant eval --compare 20260101-120000 20260102-090000
+    assistant eval --retrieval                        # hit rate and MRR of each retriever
+
+Without a questions file and without <corpus>/../eval/heldout.jsonl, a test set is generated from the
+documents held out of training and kept as <workspace>/questions.generated.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HELP = "score the four answer paths side by side (RAGAS + key facts, with 95 percent intervals)"
+MODES = ("base", "rag", "offline", "hybrid")
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="Comma-separated paths to score (default: base,rag,offline,hybrid).")
+    parser.add_argument("--questions", dest="questions", type=Path,
+                        help="Held-out questions (JSONL; only `question` is required). Default: the corpus's "
+                             "eval/heldout.jsonl, else a generated set.")
+    parser.add_argument("--limit", dest="eval.limit", type=int, help="Score only the first N questions.")
+    parser.add_argument("--judge-url", dest="eval.judge_url",
+                        help="OpenAI-compatible endpoint for the LLM-judged RAGAS metrics.")
+    parser.add_argument("--judge-model", dest="eval.judge_model", help="Judge model name at that endpoint.")
+    parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                        help="Diff two earlier runs (run ids under the evals folder, or their paths).")
+    parser.add_argument("--retrieval", action="store_true",
+                        help="Score the retrievers (hit rate@k, MRR) on the questions instead of the answers.")
 
 
-def run(args, cfg):
-    print("assistant eval: not implemented yet", file=sys.stderr)
-    return 1
+def _run_folder(cfg, name: str) -> Path:
+    folder = Path(name) if Path(name).is_dir() else cfg.evals_dir / name
+    if not (folder / "summary.json").exists():
+        from assistant.config import ConfigError
+
+        raise ConfigError(f"{folder}: no evaluation run here (summary.json missing); "
+                          f"list the runs with `ls {cfg.evals_dir}`")
+    return folder
+
+
+def _compare(args, cfg) -> int:
+    from assistant.cli import emit
+    from eval.report import compare_runs, comparison_table
+
+    folders = [_run_folder(cfg, name) for name in args.compare]
+    a, b = (json.loads((f / "summary.json").read_text(encoding="utf-8")) for f in folders)
+    diff = compare_runs(a, b)
+    emit(args, {"a": str(folders[0]), "b": str(folders[1]), "paths": diff},
+         comparison_table(diff, folders[0].name, folders[1].name))
+    return 0
+
+
+def _retrieval(args, cfg) -> int:
+    from assistant.cli import emit
+    from eval.evaluate import choose_questions
+    from eval.retrieval_quality import score_retrievers
+
+    questions = choose_questions(cfg, None).questions
+    if cfg.eval.limit:
+        questions = questions[:cfg.eval.limit]
+    scores = score_retrievers(cfg, questions)
+    names = sorted({key for row in scores.values() for key in row})
+    lines = ["retriever  " + "  ".join(f"{n:>10}" for n in names)]
+    for mode, row in scores.items():
+        lines.append(f"{mode:<10} " + "  ".join(f"{row.get(n, float('nan')):>10.3f}" if isinstance(row.get(n), float)
+                                               else f"{row.get(n, '—')!s:>10}" for n in names))
+    emit(args, {"retrievers": scores}, "\n".join(lines))
+    return 0
+
+
+def run(args, cfg) -> int:
+    from assistant.cli import emit
+    from eval.questions import QuestionsError
+
+    try:
+        if args.compare:
+            return _compare(args, cfg)
+        if args.retrieval:
+            return _retrieval(args, cfg)
+        from eval.evaluate import evaluate
+
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        unknown = [m for m in modes if m not in MODES]
+        if unknown or not modes:
+            print(f"assistant eval: unknown path(s) {', '.join(unknown) or '(none)'}; "
+                  f"choose from --modes {','.join(MODES)}", file=sys.stderr)
+            return 2
+        report = evaluate(cfg, modes=modes, progress=not args.json)
+    except QuestionsError as err:
+        print(f"assistant eval: {err}", file=sys.stderr)
+        return 2
+    recommendation = report.summary["recommendation"]
+    text = (f"{report.table}\n\nRecommendation: {recommendation['verdict']}. "
+            + " ".join(recommendation["reasons"]) + f"\n\nReport: {report.report_dir / 'report.html'}")
+    emit(args, report.to_dict(), text)
+    return 0

@@ -1,13 +1,77 @@
-"""assistant search: not implemented yet."""
-import sys
+"""Search the knowledge base, or score the retrievers on the held-out questions.
 
-HELP = "search (not implemented yet)"
+    assistant search "Who approves a purchase of 30,000 dollars?"
+    assistant search "per diem Berlin" --mode bm25 --top-k 8 --json
+    assistant search --quality                  # hit-rate@k and MRR per retriever on the held-out set
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HELP = "Search the knowledge base (hybrid, vector or BM25); --quality scores each retriever."
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("query", nargs="?", help="What to look for.")
+    parser.add_argument("--top-k", dest="retrieve.top_k", type=int, help="How many chunks to return.")
+    parser.add_argument("--mode", dest="retrieve.retriever", choices=("hybrid", "vector", "bm25"),
+                        help="Retriever (default: hybrid).")
+    parser.add_argument("--doc", help="Only chunks of this document id.")
+    parser.add_argument("--questions", dest="questions", type=Path, help="Held-out questions for --quality (JSONL).")
+    parser.add_argument("--quality", action="store_true",
+                        help="Instead of searching: hit-rate@1/3/5 and MRR of each retriever on the held-out questions.")
 
 
 def run(args, cfg):
-    print("assistant search: not implemented yet", file=sys.stderr)
-    return 1
+    from indexing.store import IndexNotFound
+
+    try:
+        if args.quality:
+            return _quality(args, cfg)
+        if not args.query:
+            print("assistant search: give a query, e.g. assistant search \"corporate card limit\"", file=sys.stderr)
+            return 2
+        from indexing.retrieve import open_retriever
+
+        hits = open_retriever(cfg).search(args.query, where={"doc_id": args.doc} if args.doc else None)
+    except IndexNotFound as err:
+        print(f"assistant search: {err}", file=sys.stderr)
+        return 2
+    rows = [{"id": h.chunk.id, "text": h.chunk.text, "score": round(h.score, 4), "source": h.chunk.source,
+             "title": h.chunk.title, "section": h.chunk.section, "doc_id": h.chunk.doc_id, "page": h.chunk.page}
+            for h in hits]
+    if args.json:
+        # The issue's shape: a JSON list of hits, not an object.
+        print(json.dumps(rows))
+        return 0
+    lines = []
+    for rank, hit in enumerate(hits, start=1):
+        where = hit.chunk.source + (f" p.{hit.chunk.page}" if hit.chunk.page else "")
+        lines.append(f"{rank}. [{hit.score:.4f}] {hit.citation}  ({where})\n   {' '.join(hit.chunk.text.split())[:200]}")
+    print("\n".join(lines) or "(no hits)")
+    return 0
+
+
+def _quality(args, cfg):
+    from assistant.cli import emit
+    from eval.questions import QuestionsError, load_questions
+    from eval.retrieval_quality import score_retrievers
+
+    path = cfg.questions_path
+    if path is None:
+        print("assistant search --quality: no held-out questions; pass --questions FILE.jsonl", file=sys.stderr)
+        return 2
+    try:
+        questions = load_questions(path)
+    except QuestionsError as err:
+        print(f"assistant search --quality: {err}", file=sys.stderr)
+        return 2
+    scores = score_retrievers(cfg, questions)
+    lines = [f"Retrieval quality on {path} (questions that name source_ids):",
+             f"{'retriever':<10} {'n':>4} {'hit@1':>7} {'hit@3':>7} {'hit@5':>7} {'MRR':>7}"]
+    lines += [f"{mode:<10} {s['n']:>4} {s['hit_rate@1']:>7.3f} {s['hit_rate@3']:>7.3f} "
+              f"{s['hit_rate@5']:>7.3f} {s['mrr']:>7.3f}" for mode, s in scores.items()]
+    emit(args, scores, "\n".join(lines))
+    return 0

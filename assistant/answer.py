@@ -1,0 +1,269 @@
+"""One answer function, four paths over the same prompt.
+
+| mode    | model           | retrieval                        |
+|---------|-----------------|----------------------------------|
+| base    | base            | none                             |
+| rag     | base            | top-k chunks in the prompt       |
+| offline | base + adapter  | none (never opens the index)     |
+| hybrid  | base + adapter  | top-k chunks in the prompt       |
+
+The hot path is four steps: retrieve -> build prompt -> generate -> cite.
+
+    python -m assistant.answer "How much does a household membership cost?" --mode hybrid
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assistant.config import Config
+from assistant.generate import Generation, open_generator
+from assistant.manifest import latest_artifact
+from assistant.prompts import build_messages
+from indexing.records import Hit
+
+MODES = ("base", "rag", "offline", "hybrid")
+TUNED_MODES = ("offline", "hybrid")
+RETRIEVAL_MODES = ("rag", "hybrid")
+
+EMPTY_REPLY = "Please type a question about the documents in the knowledge base."
+NO_ADAPTER_REPLY = (
+    "No fine-tuned adapter exists yet, so the {mode} path has no tuned model to answer with. "
+    "Make one with `assistant train` (after `assistant index` and `assistant synth`), or run the whole "
+    "pipeline with `assistant run`. The base and rag paths work now.")
+NO_INDEX_REPLY = "There is no knowledge base yet, so the {mode} path has nothing to retrieve. Build it with `assistant index`."
+
+# Gemma's control tokens. A document or a message that contains them literally would be read as
+# real turn boundaries and could forge a new system or model turn; as data they must be inert.
+_CONTROL_TOKENS = re.compile(r"<(?:start_of_turn|end_of_turn|bos|eos|pad)>")
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
+@dataclass
+class Answer:
+    text: str
+    mode: str
+    hits: list[Hit] = field(default_factory=list)   # the numbered context blocks: hits[0] is [1]
+    latency_s: float = 0.0
+    tokens: int = 0
+    first_token_s: float | None = None
+    note: str | None = None                         # shown beside the answer, e.g. that the message was cut
+
+    @property
+    def cited(self) -> list[int]:
+        """The context numbers the answer refers to, e.g. [1, 3]."""
+        return sorted({n for n in map(int, _CITATION.findall(self.text)) if 1 <= n <= len(self.hits)})
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.latency_s if self.tokens and self.latency_s else None
+
+    def to_dict(self) -> dict:
+        cited = set(self.cited)
+        return {
+            "answer": self.text,
+            "mode": self.mode,
+            "sources": [{"n": n, "id": h.chunk.id, "title": h.chunk.title, "section": h.chunk.section,
+                         "source": h.chunk.source, "score": round(h.score, 4), "text": h.chunk.text,
+                         "cited": n in cited}
+                        for n, h in enumerate(self.hits, 1)],
+            "latency_s": round(self.latency_s, 3),
+            "tokens": self.tokens,
+            "first_token_s": None if self.first_token_s is None else round(self.first_token_s, 3),
+            "note": self.note,
+        }
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; pick one of {', '.join(MODES)} (--mode)")
+    return mode
+
+
+def message_text(content) -> str:
+    """Plain text of a chat message: a string, or a list of parts [{"type": "text", "text": ...}]."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return "\n".join(message_text(part) for part in content or [] if not isinstance(part, dict)
+                     or part.get("type", "text") == "text")
+
+
+def clean_question(question: str, max_chars: int) -> tuple[str, str | None]:
+    """The question as the model will read it, and a note for the user when it was cut."""
+    question = (question or "").strip()
+    if len(question) <= max_chars:
+        return question, None
+    return question[:max_chars], (f"Your message was {len(question):,} characters long; "
+                                  f"only the first {max_chars:,} were read.")
+
+
+def bounded_history(history: Sequence[dict], turns: int, max_chars: int) -> list[dict]:
+    """The last `turns` question/answer pairs as plain-text user/assistant messages."""
+    messages = [{"role": m["role"], "content": message_text(m.get("content"))[:max_chars]}
+                for m in history if m.get("role") in ("user", "assistant")]
+    messages = messages[-2 * turns:] if turns else []
+    # Gemma's turns alternate and start with the user.
+    while messages and messages[0]["role"] != "user":
+        messages.pop(0)
+    return messages
+
+
+def prompt_messages(question: str, hits: list[Hit] | None, history: Sequence[dict]) -> list[dict]:
+    """The project's one prompt, with control tokens defused in everything that is data."""
+    messages = build_messages(question, hits, history)
+    return [{**m, "content": _CONTROL_TOKENS.sub("", m["content"])} for m in messages]
+
+
+def find_adapter(cfg: Config, adapter: Path | None) -> Path | None:
+    """The adapter asked for, else the configured one, else the newest trained one, else None."""
+    chosen = adapter or cfg.answer.adapter
+    if chosen is not None:
+        return Path(chosen)
+    if cfg.answer.backend == "openai":
+        return None
+    return latest_artifact(cfg.adapters_dir) if cfg.adapters_dir.exists() else None
+
+
+class NoIndexError(RuntimeError):
+    """rag or hybrid was asked for before any index exists; str() is the reply to show."""
+
+
+class Assistant:
+    """Loads the generator once and answers on any path; the index is opened on first retrieval."""
+
+    def __init__(self, cfg: Config, adapter: Path | None = None):
+        self.cfg = cfg
+        self.adapter = find_adapter(cfg, adapter)
+        self.generator = open_generator(cfg, self.adapter)
+        self._retriever = None
+        self._retriever_lock = threading.Lock()
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.generator.has_adapter
+
+    @property
+    def retriever(self):
+        with self._retriever_lock:
+            if self._retriever is None:
+                from indexing.retrieve import open_retriever
+
+                self._retriever = open_retriever(self.cfg)
+            return self._retriever
+
+    def reload_knowledge(self) -> None:
+        """Forget the open index, so the next retrieval sees documents added since."""
+        with self._retriever_lock:
+            self._retriever = None
+
+    def _canned_reply(self, question: str, mode: str) -> Answer | None:
+        """The reply for a request the model cannot take, or None when it can."""
+        if not question:
+            return Answer(EMPTY_REPLY, mode)
+        if mode in TUNED_MODES and not self.has_adapter:
+            return Answer(NO_ADAPTER_REPLY.format(mode=mode), mode)
+        return None
+
+    def _retrieve(self, questions: list[str], mode: str) -> list[list[Hit] | None]:
+        if mode not in RETRIEVAL_MODES:
+            return [None] * len(questions)
+        from indexing.store import IndexNotFound
+
+        try:
+            return self.retriever.search_many(questions)
+        except IndexNotFound as err:
+            raise NoIndexError(NO_INDEX_REPLY.format(mode=mode)) from err
+
+    def stream(self, question: str, mode: str, history: Sequence[dict] = (), *,
+               max_new_tokens: int | None = None) -> Iterator[str | Answer]:
+        """Text pieces as they are generated, then the finished `Answer` (whose text is complete)."""
+        start = time.perf_counter()
+        mode = check_mode(mode)
+        question, note = clean_question(question, self.cfg.answer.max_question_chars)
+        canned = self._canned_reply(question, mode)
+        if canned is not None:
+            yield canned
+            return
+        # Step 1: retrieve (rag and hybrid only; the others never touch the index).
+        try:
+            hits = self._retrieve([question], mode)[0]
+        except NoIndexError as err:
+            yield Answer(str(err), mode, latency_s=time.perf_counter() - start)
+            return
+        # Step 2: build the one prompt.
+        history = bounded_history(history, self.cfg.answer.history_turns, self.cfg.answer.max_question_chars)
+        messages = prompt_messages(question, hits, history)
+        # Step 3: generate, greedily, passing text pieces on as they come.
+        first_token_s, generation = None, None
+        for piece in self.generator.stream(messages, tuned=mode in TUNED_MODES,
+                                           max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens):
+            if isinstance(piece, Generation):
+                generation = piece
+            else:
+                first_token_s = first_token_s or time.perf_counter() - start
+                yield piece
+        # Step 4: cite; the hits are the numbered blocks the answer's [n] refer to.
+        yield Answer(generation.text, mode, hits or [], time.perf_counter() - start, generation.tokens,
+                     first_token_s, note)
+
+    def answer(self, question: str, mode: str, history: Sequence[dict] = (), *,
+               max_new_tokens: int | None = None) -> Answer:
+        for item in self.stream(question, mode, history, max_new_tokens=max_new_tokens):
+            if isinstance(item, Answer):
+                return item
+        raise AssertionError("stream() always ends with an Answer")
+
+    def answer_batch(self, questions: list[str], mode: str, max_new_tokens: int | None = None) -> list[Answer]:
+        """Many single-turn questions on one path, generated `cfg.eval.batch_size` at a time.
+
+        Each answer's latency_s is its share of the batch's wall time (amortised), not a
+        single-request latency: use `answer` to measure that.
+        """
+        mode = check_mode(mode)
+        cleaned = [clean_question(q, self.cfg.answer.max_question_chars) for q in questions]
+        answers: list[Answer | None] = [self._canned_reply(q, mode) for q, _ in cleaned]
+        todo = [i for i, a in enumerate(answers) if a is None]
+        if not todo:
+            return answers
+        # Step 1: retrieve every question in one call (one batch of query embeddings).
+        start = time.perf_counter()
+        try:
+            hits = self._retrieve([cleaned[i][0] for i in todo], mode)
+        except NoIndexError as err:
+            return [a or Answer(str(err), mode) for a in answers]
+        retrieve_share = (time.perf_counter() - start) / len(todo)
+        # Step 2: prompts.
+        prompts = [prompt_messages(cleaned[i][0], h, ()) for i, h in zip(todo, hits)]
+        # Step 3: generate in batches of similar length, so little of each batch is padding.
+        by_length = sorted(range(len(todo)), key=lambda j: sum(len(m["content"]) for m in prompts[j]))
+        size = self.cfg.eval.batch_size
+        for group in (by_length[k:k + size] for k in range(0, len(by_length), size)):
+            generations = self.generator.generate_batch(
+                [prompts[j] for j in group], tuned=mode in TUNED_MODES,
+                max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens)
+            # Step 4: cite.
+            for j, generation in zip(group, generations):
+                i = todo[j]
+                answers[i] = Answer(generation.text, mode, hits[j] or [],
+                                    retrieve_share + generation.seconds / len(group), generation.tokens,
+                                    None, cleaned[i][1])
+        return answers
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    from assistant.config import load_config
+
+    parser = argparse.ArgumentParser(description="Answer one question on one path.")
+    parser.add_argument("question")
+    parser.add_argument("--mode", choices=MODES, default="hybrid")
+    args = parser.parse_args()
+    print(json.dumps(Assistant(load_config()).answer(args.question, args.mode).to_dict(), indent=2))

@@ -1,0 +1,308 @@
+"""The Gradio app: chat on any path, all four side by side, the knowledge base, the dataset, the evaluation.
+
+    assistant chat                                   # http://127.0.0.1:7860, this machine only
+    assistant chat --host 0.0.0.0 --share-auth ana:s3cret    # reachable by others, behind a login
+
+Tabs: Chat (streaming answers with their sources), Side by side (one question on base, rag,
+offline and hybrid), Knowledge (upload documents, reindex), Dataset (browse the synthetic pairs),
+Evaluation (the newest side-by-side report). Handlers are plain functions of the `Assistant`;
+Gradio only lays them out.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+
+from assistant.answer import MODES, Answer, Assistant, message_text
+from assistant.config import Config
+from assistant.manifest import latest_artifact, read_manifest
+
+MODE_HELP = {"base": "base model, no retrieval", "rag": "base model + retrieved context",
+             "offline": "tuned model, no retrieval", "hybrid": "tuned model + retrieved context"}
+UPLOAD_TYPES = (".md", ".markdown", ".txt", ".pdf", ".html", ".htm", ".docx")
+SNIPPET_CHARS = 700
+PAIR_COLUMNS = ["type", "question", "answer", "doc_id"]
+SHOWN_PAIRS = 200
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+def format_stats(answer: Answer) -> str:
+    parts = [f"**{answer.mode}**", f"{answer.latency_s:.2f} s", f"{answer.tokens} tokens"]
+    if answer.tokens_per_s:
+        parts.append(f"{answer.tokens_per_s:.1f} tokens/s")
+    if answer.first_token_s is not None:
+        parts.append(f"first token {answer.first_token_s:.2f} s")
+    return " · ".join(parts)
+
+
+def format_sources(answer: Answer) -> str:
+    """Stats, then every numbered context block, cited ones marked."""
+    lines = [format_stats(answer)]
+    if answer.note:
+        lines.append(f"> **Note:** {answer.note}")
+    if not answer.hits:
+        lines.append("_No retrieved sources on this path._" if answer.mode in ("base", "offline")
+                     else "_No sources._")
+    cited = set(answer.cited)
+    for n, hit in enumerate(answer.hits, 1):
+        # Headings inside a chunk would outshout the panel's own; bold is enough.
+        text = re.sub(r"^#{1,6}\s*(.+)$", r"**\1**", hit.chunk.text.strip(), flags=re.MULTILINE)
+        if len(text) > SNIPPET_CHARS:
+            text = text[:SNIPPET_CHARS].rstrip() + " …"
+        quoted = "\n".join(f"> {line}" for line in text.splitlines())
+        mark = " · **cited**" if n in cited else ""
+        lines.append(f"**[{n}] {hit.citation}**{mark}  \n`{hit.chunk.source}` · score {hit.score:.3f}\n\n{quoted}")
+    return "\n\n".join(lines)
+
+
+def model_history(chat: list[dict]) -> list[dict]:
+    """The conversation as the model should see it: notes (messages with a title) left out."""
+    return [{"role": m["role"], "content": message_text(m.get("content"))} for m in chat or []
+            if not (m.get("metadata") or {}).get("title")]
+
+
+# --- chat and side by side ---------------------------------------------------------------------
+
+def respond(assistant: Assistant, message: str, chat: list[dict], mode: str) -> Iterator[tuple]:
+    """Stream one answer into the conversation; yields (conversation, sources, cleared textbox)."""
+    history = model_history(chat)
+    # Show what the model reads: a 100 KB paste would otherwise travel back and forth on every turn.
+    limit = assistant.cfg.answer.max_question_chars
+    typed = message if len(message or "") <= limit else message[:limit] + " …"
+    shown = [*(chat or []), {"role": "user", "content": typed or " "}, {"role": "assistant", "content": ""}]
+    text = ""
+    for item in assistant.stream(message, mode, history):
+        if isinstance(item, str):
+            text += item
+            shown[-1] = {"role": "assistant", "content": text}
+            yield shown, f"_Answering on **{mode}**…_", ""
+            continue
+        shown[-1] = {"role": "assistant", "content": item.text}
+        if item.note:
+            shown.insert(-1, {"role": "assistant", "content": item.note, "metadata": {"title": "Note"}})
+        yield shown, format_sources(item), ""
+
+
+def compare(assistant: Assistant, question: str) -> Iterator[list[str]]:
+    """The same question on every path in turn; yields an answer and a sources cell per path."""
+    cells = ["" for _ in MODES for _ in (0, 1)]
+    for i, mode in enumerate(MODES):
+        text = ""
+        cells[2 * i + 1] = "_answering…_"
+        for item in assistant.stream(question, mode):
+            if isinstance(item, str):
+                text += item
+                cells[2 * i] = text
+            else:
+                cells[2 * i], cells[2 * i + 1] = item.text, format_sources(item)
+            yield list(cells)
+
+
+# --- knowledge --------------------------------------------------------------------------------
+
+def upload_folder(cfg: Config) -> Path:
+    return cfg.home / "uploads"
+
+
+def safe_upload_name(name: str) -> str | None:
+    """A plain file name for an upload, or None. Folders in the name are dropped, so
+    '../../x.md' becomes 'x.md': an upload can only land in the upload folder."""
+    base = Path(name.replace("\\", "/")).name
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip("._")
+    return base if base and Path(base).suffix.lower() in UPLOAD_TYPES else None
+
+
+def store_uploads(cfg: Config, uploaded: list[str]) -> tuple[list[Path], list[str]]:
+    """Copy accepted uploads under the workspace; returns (stored paths, one-line problems)."""
+    folder = upload_folder(cfg).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    limit = int(cfg.index.max_file_mb * 1024 * 1024)
+    stored, problems = [], []
+    for temp in uploaded or []:
+        temp = Path(temp)
+        name = safe_upload_name(temp.name)
+        if name is None:
+            problems.append(f"{temp.name}: not a supported type ({', '.join(UPLOAD_TYPES)}) - skipped")
+        elif temp.stat().st_size > limit:
+            problems.append(f"{temp.name}: larger than {cfg.index.max_file_mb:g} MB (index.max_file_mb) - skipped")
+        else:
+            target = folder / name
+            scratch = folder / f".{name}.partial"
+            shutil.copyfile(temp, scratch)
+            scratch.replace(target)
+            stored.append(target)
+    return stored, problems
+
+
+def knowledge_status(cfg: Config) -> str:
+    manifest = read_manifest(cfg.kb_dir)
+    if manifest is None:
+        return f"No knowledge base yet at `{cfg.kb_dir}`: upload documents below, or run `assistant index`."
+    metrics = manifest.get("metrics", {})
+    uploads = sorted(p.name for p in upload_folder(cfg).glob("*") if not p.name.startswith("."))
+    facts = ", ".join(f"{k}: {v}" for k, v in metrics.items() if isinstance(v, (int, float)))
+    return (f"Knowledge base `{cfg.kb_dir}` built {manifest.get('created', '?')}; {facts or 'no figures'}.\n\n"
+            f"Uploaded documents ({len(uploads)}): {', '.join(uploads) or 'none'}.")
+
+
+def add_documents(assistant: Assistant, uploaded: list[str], progress=None) -> str:
+    """Store the uploads, then bring the index in line with the corpus plus every upload."""
+    from indexing.store import build_index
+
+    cfg = assistant.cfg
+    stored, problems = store_uploads(cfg, uploaded)
+    lines = [f"- {p}" for p in problems]
+    if stored:
+        if progress is not None:
+            progress(0, desc="Indexing")
+        report = build_index(cfg, paths=[cfg.corpus, upload_folder(cfg)])
+        assistant.reload_knowledge()
+        figures = report.to_dict()
+        lines.insert(0, f"Stored {len(stored)} file(s) under `{upload_folder(cfg)}` and reindexed: "
+                        f"{figures.get('chunks_added', 0)} chunks added, {figures.get('chunks_removed', 0)} removed, "
+                        f"{figures.get('seconds', 0)} s.")
+    elif not problems:
+        lines.append("Choose one or more documents first.")
+    return "\n".join(lines)
+
+
+# --- dataset and evaluation ---------------------------------------------------------------------
+
+def pair_row(record: dict) -> dict:
+    messages = record.get("messages", [])
+    question = next((message_text(m["content"]) for m in reversed(messages) if m.get("role") == "user"), "")
+    # RAFT questions carry their context; the question itself follows the last "Question:".
+    question = question.rpartition("Question: ")[2] or question
+    answer = next((message_text(m["content"]) for m in reversed(messages) if m.get("role") == "assistant"), "")
+    meta = record.get("meta", {})
+    return {"type": meta.get("type", ""), "question": question, "answer": answer, "doc_id": meta.get("doc_id", "")}
+
+
+def load_pairs(cfg: Config, split: str) -> tuple[Path | None, list[dict]]:
+    folder = latest_artifact(cfg.datasets_dir) if cfg.datasets_dir.exists() else None
+    path = folder / f"{split}.jsonl" if folder else None
+    if path is None or not path.exists():
+        return folder, []
+    with open(path, encoding="utf-8") as handle:
+        return folder, [pair_row(json.loads(line)) for line in handle if line.strip()]
+
+
+def search_pairs(cfg: Config, split: str, query: str) -> tuple[str, list[list[str]]]:
+    folder, rows = load_pairs(cfg, split)
+    if folder is None:
+        return "No dataset yet: run `assistant synth` (after `assistant index`).", []
+    needle = (query or "").strip().lower()
+    found = [r for r in rows if not needle or needle in " ".join(r.values()).lower()]
+    summary = (f"Dataset `{folder.name}` · {split}: {len(found)} of {len(rows)} pairs"
+               f"{' match ' + repr(query) if needle else ''}; showing up to {SHOWN_PAIRS}.")
+    return summary, [[r[c] for c in PAIR_COLUMNS] for r in found[:SHOWN_PAIRS]]
+
+
+def latest_report(cfg: Config) -> tuple[str, list[str], dict | None]:
+    """(report Markdown, plot paths, summary) of the newest evaluation, or a plain 'none yet'."""
+    folder = latest_artifact(cfg.evals_dir) if cfg.evals_dir.exists() else None
+    if folder is None:
+        return ("No evaluation report yet: run `assistant eval` (after `assistant train`) to score "
+                "base, rag, offline and hybrid side by side.", [], None)
+    report = folder / "report.md"
+    text = report.read_text(encoding="utf-8") if report.exists() else f"`{folder}` has no report.md."
+    # Images are shown in the gallery; Markdown links to local files would not load in the browser.
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else None
+    return f"_Report `{folder}`_\n\n{text}", [str(p) for p in sorted(folder.glob("*.png"))], summary
+
+
+# --- layout ---------------------------------------------------------------------------------------
+
+def build_app(assistant: Assistant) -> gr.Blocks:
+    cfg = assistant.cfg
+    adapter_line = (f"adapter `{assistant.adapter}`" if assistant.has_adapter
+                    else "no adapter yet (offline and hybrid say how to make one)")
+    with gr.Blocks(title="Domain assistant") as app:
+        gr.Markdown(f"## Domain assistant\nModel `{cfg.base_model}` · {adapter_line} · knowledge base `{cfg.kb_dir}`")
+        with gr.Tab("Chat", id="chat"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    mode = gr.Radio(list(MODES), value="hybrid", label="Path",
+                                    info=" · ".join(f"{m}: {h}" for m, h in MODE_HELP.items()), elem_id="mode")
+                    chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="chatbot")
+                    with gr.Row():
+                        message = gr.Textbox(placeholder="Ask about the documents…", show_label=False,
+                                             scale=5, elem_id="message", max_lines=6)
+                        send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                    gr.ClearButton([chatbot, message], value="New conversation")
+                with gr.Column(scale=2):
+                    sources = gr.Markdown("Sources for each answer appear here.", elem_id="sources")
+            chat_io = dict(fn=functools.partial(respond, assistant),
+                           inputs=[message, chatbot, mode], outputs=[chatbot, sources, message])
+            send.click(**chat_io, api_name="respond")
+            message.submit(**chat_io, api_name=False)
+
+        with gr.Tab("Side by side", id="compare"):
+            with gr.Row():
+                question = gr.Textbox(placeholder="One question, answered on all four paths", show_label=False,
+                                      scale=5, elem_id="compare-question")
+                ask_all = gr.Button("Ask all four", variant="primary", scale=1, elem_id="compare-send")
+            cells = []
+            with gr.Row():
+                for m in MODES:
+                    with gr.Column(min_width=220):
+                        gr.Markdown(f"### {m}\n_{MODE_HELP[m]}_")
+                        cells.append(gr.Markdown(elem_id=f"compare-{m}-answer"))
+                        cells.append(gr.Markdown(elem_id=f"compare-{m}-sources"))
+            ask_all.click(functools.partial(compare, assistant), [question], cells, api_name="compare")
+
+        with gr.Tab("Knowledge", id="knowledge"):
+            status = gr.Markdown(elem_id="knowledge-status")
+            files = gr.File(label=f"Documents ({', '.join(UPLOAD_TYPES)}; up to {cfg.index.max_file_mb:g} MB each)",
+                            file_count="multiple", file_types=list(UPLOAD_TYPES), elem_id="upload")
+            reindex = gr.Button("Add and reindex", variant="primary", elem_id="reindex")
+            outcome = gr.Markdown(elem_id="reindex-result")
+
+            def on_reindex(uploaded, progress=gr.Progress(track_tqdm=True)):
+                return add_documents(assistant, uploaded, progress), knowledge_status(cfg)
+
+            reindex.click(on_reindex, [files], [outcome, status], api_name=False)
+
+        with gr.Tab("Dataset", id="dataset"):
+            with gr.Row():
+                split = gr.Radio(["train", "validation"], value="train", label="Split", scale=1)
+                query = gr.Textbox(label="Search", placeholder="words in the question, answer or document id", scale=3)
+            pairs_summary = gr.Markdown(elem_id="dataset-summary")
+            table = gr.Dataframe(headers=PAIR_COLUMNS, wrap=True, interactive=False, elem_id="dataset-table")
+            show_pairs = dict(fn=lambda s, q: search_pairs(cfg, s, q), inputs=[split, query],
+                              outputs=[pairs_summary, table], api_name=False)
+            split.change(**show_pairs)
+            query.submit(**show_pairs)
+
+        with gr.Tab("Evaluation", id="evaluation"):
+            refresh = gr.Button("Reload the newest report", size="sm")
+            report = gr.Markdown(elem_id="eval-report")
+            plots = gr.Gallery(label="Plots", columns=2, height=420, object_fit="contain", preview=False,
+                               elem_id="eval-plots")
+            summary = gr.JSON(label="summary.json", open=False)
+            refresh.click(lambda: latest_report(cfg), None, [report, plots, summary], api_name=False)
+
+        app.load(lambda: (knowledge_status(cfg), *search_pairs(cfg, "train", ""), *latest_report(cfg)),
+                 None, [status, pairs_summary, table, report, plots, summary], api_name=False)
+    return app
+
+
+def launch(cfg: Config, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
+           share: bool = False, block: bool = True, assistant: Assistant | None = None):
+    """Start the app; with `block=False` returns (app, local URL) and keeps serving in the background."""
+    app = build_app(assistant or Assistant(cfg))
+    app.queue(default_concurrency_limit=1)
+    _, url, _ = app.launch(
+        server_name=host, server_port=port, auth=auth, share=share, prevent_thread_lock=not block,
+        max_file_size=f"{cfg.index.max_file_mb:g}mb", allowed_paths=[str(cfg.evals_dir.resolve())],
+        theme=gr.themes.Soft(), show_error=True, quiet=not block)
+    return app, url

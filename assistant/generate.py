@@ -1,0 +1,208 @@
+"""Generation backends: the local transformers model, or any OpenAI-compatible server.
+
+Both backends offer the same two calls, so the answer paths do not care which one runs:
+`generate_batch(conversations, tuned=, max_new_tokens=)` for many prompts at once, and
+`stream(messages, tuned=, max_new_tokens=)` that yields text pieces and then one `Generation`.
+`tuned=True` means "with the LoRA adapter": locally that is the same weights with the adapter
+switched on; remotely it is a second model name (vLLM's LoRA module).
+
+    python -m assistant.generate "Who approves a purchase order over 25,000 EUR?"   # base model, streamed
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.config import Config, ConfigError
+from assistant.prompts import END_OF_TURN
+
+
+@dataclass
+class Generation:
+    text: str
+    tokens: int                   # generated tokens, the end-of-turn marker not counted
+    first_token_s: float | None   # from the call to the first text piece (streaming only)
+    seconds: float                # the whole call
+
+
+def open_generator(cfg: Config, adapter: Path | None) -> LocalGenerator | RemoteGenerator:
+    """The backend the config asks for; `adapter` (a PEFT folder or None) matters only locally."""
+    if cfg.answer.backend == "openai":
+        return RemoteGenerator(cfg)
+    from assistant.models import load_base_model, load_tuned_model
+
+    if adapter is None:
+        model, tokenizer = load_base_model(cfg, cfg.answer.dtype)
+    else:
+        model, tokenizer = load_tuned_model(cfg, adapter, cfg.answer.dtype)
+    return LocalGenerator(model, tokenizer, has_adapter=adapter is not None)
+
+
+class LocalGenerator:
+    """One copy of the weights shared by all four paths; the base paths switch the adapter off.
+
+    Switching the adapter is a change to the shared model, so one lock serialises generation:
+    on two CPU cores, running two generations at once would not be faster anyway.
+    """
+
+    def __init__(self, model, tokenizer, *, has_adapter: bool):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.has_adapter = has_adapter
+        eos = model.generation_config.eos_token_id
+        self.stop_ids = set(eos if isinstance(eos, list) else [eos])
+        self._lock = threading.Lock()
+
+    def _adapter(self, tuned: bool):
+        return self.model.disable_adapter() if self.has_adapter and not tuned else contextlib.nullcontext()
+
+    def _encode(self, conversations: Sequence[list[dict]]):
+        # The template writes <bos> itself; left padding keeps every prompt's end next to its answer.
+        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+                 for m in conversations]
+        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False,
+                              padding_side="left")
+
+    def _answer_length(self, new_ids) -> int:
+        """Tokens before the first stop token (the rest is the stop token and padding)."""
+        for position, token in enumerate(new_ids.tolist()):
+            if token in self.stop_ids:
+                return position
+        return len(new_ids)
+
+    def generate_batch(self, conversations: Sequence[list[dict]], *, tuned: bool,
+                       max_new_tokens: int) -> list[Generation]:
+        import torch
+
+        inputs = self._encode(conversations)
+        start = time.perf_counter()
+        with self._lock, self._adapter(tuned), torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                         top_p=None, top_k=None)
+        seconds = time.perf_counter() - start
+        new_ids = output[:, inputs["input_ids"].shape[1]:]   # [batch, generated]
+        results = []
+        for row in new_ids:
+            length = self._answer_length(row)
+            text = self.tokenizer.decode(row[:length], skip_special_tokens=True).strip()
+            results.append(Generation(text, length, None, seconds))
+        return results
+
+    def stream(self, messages: list[dict], *, tuned: bool, max_new_tokens: int) -> Iterator[str | Generation]:
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        inputs = self._encode([messages])
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        left = threading.Event()
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                with self._lock, self._adapter(tuned), torch.inference_mode():
+                    outcome["ids"] = self.model.generate(
+                        **inputs, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
+                        streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenSet(left)]))
+            except Exception as err:  # handed to the consumer below, which raises it
+                outcome["error"] = err
+                streamer.end()
+
+        start = time.perf_counter()
+        first_token_s = None
+        thread = threading.Thread(target=work, daemon=True, name="generate")
+        thread.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    first_token_s = first_token_s or time.perf_counter() - start
+                    yield piece
+        finally:
+            # A consumer that stops early (a closed browser tab) must not keep the model busy.
+            left.set()
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        new_ids = outcome["ids"][0, inputs["input_ids"].shape[1]:]
+        length = self._answer_length(new_ids)
+        text = self.tokenizer.decode(new_ids[:length], skip_special_tokens=True).strip()
+        yield Generation(text, length, first_token_s, time.perf_counter() - start)
+
+
+class _StopWhenSet:
+    """A stopping criterion that ends generation once the reader has gone away."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+
+
+class RemoteGenerator:
+    """Any OpenAI-compatible chat endpoint: vLLM, llama.cpp server, Ollama, or `assistant serve`.
+
+    The server applies its own chat template to our messages; the adapter is a second model name.
+    """
+
+    def __init__(self, cfg: Config):
+        from openai import OpenAI
+
+        answer = cfg.answer
+        if not answer.backend_url or not answer.backend_model:
+            raise ConfigError("answer.backend=openai needs answer.backend_url and answer.backend_model "
+                              "(e.g. ASSISTANT_ANSWER__BACKEND_URL=http://gpu:8000/v1 ASSISTANT_ANSWER__BACKEND_MODEL=google/gemma-3-270m-it)")
+        self.client = OpenAI(base_url=answer.backend_url, api_key=os.environ.get("OPENAI_API_KEY", "unused"))
+        self.models = {False: answer.backend_model, True: answer.backend_adapter_model}
+        self.has_adapter = answer.backend_adapter_model is not None
+
+    def _request(self, messages: list[dict], tuned: bool, max_new_tokens: int, stream: bool):
+        return self.client.chat.completions.create(
+            model=self.models[tuned], messages=messages, max_tokens=max_new_tokens, temperature=0.0,
+            stop=[END_OF_TURN], stream=stream)
+
+    def _generate_one(self, messages: list[dict], tuned: bool, max_new_tokens: int) -> Generation:
+        start = time.perf_counter()
+        reply = self._request(messages, tuned, max_new_tokens, stream=False)
+        text = (reply.choices[0].message.content or "").strip()
+        tokens = reply.usage.completion_tokens if reply.usage else len(text.split())
+        return Generation(text, tokens, None, time.perf_counter() - start)
+
+    def generate_batch(self, conversations: Sequence[list[dict]], *, tuned: bool,
+                       max_new_tokens: int) -> list[Generation]:
+        # The server batches concurrent requests itself; we only have to send them together.
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(conversations)))) as pool:
+            return list(pool.map(lambda m: self._generate_one(m, tuned, max_new_tokens), conversations))
+
+    def stream(self, messages: list[dict], *, tuned: bool, max_new_tokens: int) -> Iterator[str | Generation]:
+        start = time.perf_counter()
+        first_token_s, pieces = None, []
+        for chunk in self._request(messages, tuned, max_new_tokens, stream=True):
+            piece = chunk.choices[0].delta.content if chunk.choices else None
+            if piece:
+                first_token_s = first_token_s or time.perf_counter() - start
+                pieces.append(piece)
+                yield piece
+        # Servers differ on streamed usage; one piece per token is what they send in practice.
+        yield Generation("".join(pieces).strip(), len(pieces), first_token_s, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from assistant.config import load_config
+    from assistant.prompts import build_messages
+
+    generator = open_generator(load_config(), adapter=None)
+    for item in generator.stream(build_messages(" ".join(sys.argv[1:]) or "What is a purchase order?"),
+                                 tuned=False, max_new_tokens=64):
+        print(item if isinstance(item, str) else f"\n[{item.tokens} tokens in {item.seconds:.2f} s]",
+              end="", flush=True)
+    print()

@@ -1,0 +1,165 @@
+"""Serving speed on this machine: retrieval + prompt build, time to first token, tokens/s per path,
+batched vs one-at-a-time generation, and concurrent chat sessions through the real Gradio app.
+
+    assistant bench serving            # the real model; ~5 minutes on 2 CPU cores
+    assistant bench serving --quick    # shorter answers, fewer questions (~2 minutes)
+
+Targets (issue 6): retrieval + prompt build <= 50 ms, first token <= 1.5 s on hybrid, 20 concurrent
+chat sessions finish with no error. Paths that need an adapter are measured only when one exists;
+without it, rag (the same weights minus the LoRA) stands in and the row says so.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from assistant.answer import MODES, Assistant, prompt_messages
+from assistant.config import Config
+
+FALLBACK_QUESTIONS = [
+    "Who approves a purchase order over 25,000 EUR?", "How do I report a lost corporate card?",
+    "What is the meal allowance on a business trip?", "When is the month-end close?",
+    "How are vendor bank details changed?", "What does three-way match compare?",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def row(measure: str, value: float | int | None, unit: str, target: str = "", detail: str = "") -> dict:
+    return {"measure": measure, "value": value, "unit": unit, "target": target, "detail": detail}
+
+
+def bench_questions(cfg: Config, count: int) -> list[str]:
+    path = cfg.questions_path
+    questions = []
+    if path is not None and path.exists():
+        with open(path, encoding="utf-8") as handle:
+            questions = [json.loads(line)["question"] for line in handle if line.strip()]
+    questions = questions or FALLBACK_QUESTIONS
+    return [questions[i % len(questions)] for i in range(count)]
+
+
+def bench_retrieval(assistant: Assistant, questions: list[str]) -> list[dict]:
+    """Search, the prompt, and its tokens: everything before the model runs."""
+    tokenizer = assistant.generator.tokenizer
+    assistant.retriever.search(questions[0])       # opens the index and loads the embedder once
+    timings = []
+    for question in questions:
+        start = time.perf_counter()
+        messages = prompt_messages(question, assistant.retriever.search(question), ())
+        tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        timings.append(1000 * (time.perf_counter() - start))
+    detail = f"{len(questions)} questions, top_k={assistant.cfg.retrieve.top_k}, {assistant.cfg.retrieve.retriever}"
+    return [row("retrieval + prompt build p50", round(percentile(timings, 0.5), 1), "ms", "<= 50 ms", detail),
+            row("retrieval + prompt build p95", round(percentile(timings, 0.95), 1), "ms", "", detail)]
+
+
+def bench_paths(assistant: Assistant, questions: list[str], max_new_tokens: int) -> list[dict]:
+    """One request at a time, streamed: tokens/s per path, and time to first token on hybrid."""
+    rows, first_tokens = [], {}
+    for mode in MODES:
+        if mode in ("offline", "hybrid") and not assistant.has_adapter:
+            rows.append(row(f"{mode}: tokens/s", None, "tokens/s", "", "no adapter yet (assistant train)"))
+            continue
+        answers = [assistant.answer(q, mode, max_new_tokens=max_new_tokens) for q in questions]
+        tokens, seconds = sum(a.tokens for a in answers), sum(a.latency_s for a in answers)
+        first_tokens[mode] = [a.first_token_s for a in answers if a.first_token_s is not None]
+        rows.append(row(f"{mode}: tokens/s", round(tokens / seconds, 1), "tokens/s", "",
+                        f"{len(answers)} questions, {tokens} tokens, one stream, prompt included"))
+    mode = "hybrid" if assistant.has_adapter else "rag"
+    detail = f"{mode}, {len(questions)} questions" + ("" if mode == "hybrid" else " (stands in for hybrid: no adapter yet)")
+    if first_tokens.get(mode):
+        rows.append(row(f"{mode}: time to first token p50", round(percentile(first_tokens[mode], 0.5), 2), "s",
+                        "<= 1.5 s", detail))
+        rows.append(row(f"{mode}: time to first token p95", round(percentile(first_tokens[mode], 0.95), 2), "s", "", detail))
+    return rows
+
+
+def bench_batching(assistant: Assistant, questions: list[str], max_new_tokens: int) -> list[dict]:
+    """The same questions through answer_batch with batches of 16 and of 1."""
+    mode = "hybrid" if assistant.has_adapter else "rag"
+    original = assistant.cfg
+    throughput = {}
+    try:
+        for size in (1, 16):
+            assistant.cfg = original.model_copy(update={"eval": original.eval.model_copy(update={"batch_size": size})})
+            start = time.perf_counter()
+            answers = assistant.answer_batch(questions, mode, max_new_tokens=max_new_tokens)
+            seconds = time.perf_counter() - start
+            throughput[size] = sum(a.tokens for a in answers) / seconds
+    finally:
+        assistant.cfg = original
+    detail = f"{mode}, {len(questions)} questions, max {max_new_tokens} new tokens"
+    return [row("batch 1 throughput", round(throughput[1], 1), "tokens/s", "", detail),
+            row("batch 16 throughput", round(throughput[16], 1), "tokens/s", "", detail),
+            row("batch 16 speedup", round(throughput[16] / throughput[1], 2), "x", "", detail)]
+
+
+def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, max_new_tokens: int) -> list[dict]:
+    """Concurrent chat sessions through gradio_client against the real app on loopback."""
+    from gradio_client import Client
+
+    from assistant.app import launch
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    original = assistant.cfg
+    assistant.cfg = original.model_copy(update={"answer": original.answer.model_copy(update={"max_new_tokens": max_new_tokens})})
+    modes = MODES if assistant.has_adapter else ("base", "rag")
+    app, url = launch(assistant.cfg, port=port, block=False, assistant=assistant)
+
+    def one_session(i: int) -> tuple[float, str | None]:
+        start = time.perf_counter()
+        try:
+            client = Client(url, verbose=False)
+            chat, sources, _ = client.predict(questions[i % len(questions)], [], modes[i % len(modes)], api_name="/respond")
+            ok = chat and chat[-1]["role"] == "assistant" and "tokens" in sources
+            return time.perf_counter() - start, None if ok else f"session {i}: incomplete reply"
+        except Exception as err:  # counted and reported, not raised: the bench measures failures
+            return time.perf_counter() - start, f"session {i}: {err}"
+
+    try:
+        with ThreadPoolExecutor(max_workers=sessions) as pool:
+            results = list(pool.map(one_session, range(sessions)))
+    finally:
+        app.close()
+        assistant.cfg = original
+    latencies = [seconds for seconds, _ in results]
+    errors = [error for _, error in results if error]
+    detail = f"{sessions} sessions at once, paths {'/'.join(modes)}, max {max_new_tokens} new tokens"
+    return [row("concurrent sessions: errors", len(errors), "count", "0", "; ".join(errors[:3]) or detail),
+            row("concurrent sessions: latency p50", round(statistics.median(latencies), 1), "s", "", detail),
+            row("concurrent sessions: latency p95", round(percentile(latencies, 0.95), 1), "s", "", detail)]
+
+
+def run_bench(cfg: Config, quick: bool) -> list[dict]:
+    max_new_tokens = 32 if quick else cfg.answer.max_new_tokens
+    start = time.perf_counter()
+    assistant = Assistant(cfg)
+    rows = [row("load model", round(time.perf_counter() - start, 1), "s", "",
+                f"adapter: {assistant.adapter or 'none'}; backend {cfg.answer.backend}")]
+    if not cfg.kb_dir.exists() and cfg.chroma_url is None:
+        return rows + [row("bench skipped", None, "", "", "no index: run `assistant index` first")]
+    rows += bench_retrieval(assistant, bench_questions(cfg, 20 if quick else 50))
+    rows += bench_paths(assistant, bench_questions(cfg, 2 if quick else 5), max_new_tokens)
+    rows += bench_batching(assistant, bench_questions(cfg, 16), max_new_tokens)
+    rows += bench_sessions(assistant, bench_questions(cfg, 20), 20, 16 if quick else max_new_tokens)
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from assistant.commands.bench import format_table
+    from assistant.config import load_config
+
+    parser = argparse.ArgumentParser(description="Serving benchmark on the configured model.")
+    parser.add_argument("--quick", action="store_true")
+    print(format_table(run_bench(load_config(), quick=parser.parse_args().quick)))

@@ -1,0 +1,135 @@
+"""Retrieve: vector search in Chroma, BM25 over the same chunks, or both fused by reciprocal rank.
+
+    python -m indexing.retrieve "Who approves a purchase of 30,000 dollars?"
+
+`open_retriever(cfg)` loads every chunk once (for BM25 and to turn ids into chunks) and keeps the
+embedder; `search` then costs one query embedding, one Chroma query and one BM25 lookup. Hybrid
+scores are reciprocal-rank-fusion sums: sum over lists of 1 / (rrf_k + rank).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from assistant.config import Config
+from indexing.records import Chunk, Hit
+
+MODES = ("hybrid", "vector", "bm25")
+
+
+def bm25_tokens(chunk: Chunk) -> str:
+    """What BM25 matches against: the heading path names the topic even when the text does not."""
+    return f"{chunk.title}\n{chunk.section}\n{chunk.text}"
+
+
+def matches(chunk: Chunk, where: dict[str, Any] | None) -> bool:
+    """Metadata filter: {"doc_id": "x"} or {"doc_id": ["x", "y"]}; several keys must all match."""
+    for key, wanted in (where or {}).items():
+        value = getattr(chunk, key)
+        if isinstance(wanted, (list, tuple, set)):
+            if value not in wanted:
+                return False
+        elif value != wanted:
+            return False
+    return True
+
+
+def _chroma_where(where: dict[str, Any] | None) -> dict | None:
+    if not where:
+        return None
+    clauses = [{key: {"$in": list(v)} if isinstance(v, (list, tuple, set)) else v} for key, v in where.items()]
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class Retriever:
+    """Searches one knowledge base; built by `open_retriever`."""
+
+    def __init__(self, cfg: Config, collection, chunks: list[Chunk]):
+        import bm25s
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        from indexing.embed import load_cached_embedder
+
+        self.cfg = cfg
+        self.chunks = chunks
+        self.by_id = {c.id: c for c in chunks}
+        self.vector_store = ChromaVectorStore.from_collection(collection)
+        self.embedder = load_cached_embedder(cfg)
+        self.bm25 = bm25s.BM25()
+        if chunks:
+            self.bm25.index(bm25s.tokenize([bm25_tokens(c) for c in chunks], stopwords="en", show_progress=False),
+                            show_progress=False)
+
+    def search(self, query: str, top_k: int | None = None, mode: str | None = None,
+               where: dict | None = None) -> list[Hit]:
+        return self.search_many([query], top_k, mode, where)[0]
+
+    def search_many(self, queries: list[str], top_k: int | None = None, mode: str | None = None,
+                    where: dict | None = None) -> list[list[Hit]]:
+        """The top_k hits for each query; the query embeddings are computed in one batch."""
+        from indexing.embed import embed_query_batch
+
+        top_k = top_k or self.cfg.retrieve.top_k
+        mode = mode or self.cfg.retrieve.retriever
+        if mode not in MODES:
+            raise ValueError(f"unknown retriever {mode!r}; pick one of {', '.join(MODES)} (--mode)")
+        if not self.chunks or not queries:
+            return [[] for _ in queries]
+        # Fusion needs candidates beyond top_k: a chunk ranked 8th by both lists can beat one ranked 1st by one.
+        depth = top_k if mode != "hybrid" else max(top_k * 5, 20)
+        vector_lists = bm25_lists = [[] for _ in queries]
+        if mode in ("vector", "hybrid"):
+            vectors = embed_query_batch(self.embedder, queries, bf16=self.cfg.index.embed_bf16)
+            vector_lists = [self._vector_ranked(v, depth, where) for v in vectors]
+        if mode in ("bm25", "hybrid"):
+            bm25_lists = self._bm25_ranked(queries, depth, where)
+        if mode == "vector":
+            return [[Hit(self.by_id[i], s) for i, s in ranked[:top_k]] for ranked in vector_lists]
+        if mode == "bm25":
+            return [[Hit(self.by_id[i], s) for i, s in ranked[:top_k]] for ranked in bm25_lists]
+        return [self._fuse(v, b, top_k) for v, b in zip(vector_lists, bm25_lists)]
+
+    def _vector_ranked(self, vector: np.ndarray, depth: int, where: dict | None) -> list[tuple[str, float]]:
+        from llama_index.core.vector_stores import VectorStoreQuery
+
+        query = VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=min(depth, len(self.chunks)))
+        chroma_where = _chroma_where(where)
+        result = self.vector_store.query(query, **({"where": chroma_where} if chroma_where else {}))
+        return [(i, float(s)) for i, s in zip(result.ids or [], result.similarities or []) if i in self.by_id]
+
+    def _bm25_ranked(self, queries: list[str], depth: int, where: dict | None) -> list[list[tuple[str, float]]]:
+        import bm25s
+
+        mask = None
+        if where:
+            mask = np.array([matches(c, where) for c in self.chunks], dtype=np.float32)
+        tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
+        k = min(depth, len(self.chunks))
+        rows, scores = self.bm25.retrieve(tokens, k=k, show_progress=False, weight_mask=mask, n_threads=1)
+        return [[(self.chunks[r].id, float(s)) for r, s in zip(row, score) if s > 0]
+                for row, score in zip(rows, scores)]
+
+    def _fuse(self, vector: list[tuple[str, float]], bm25: list[tuple[str, float]], top_k: int) -> list[Hit]:
+        fused: dict[str, float] = {}
+        for ranked in (vector, bm25):
+            for rank, (chunk_id, _) in enumerate(ranked, start=1):
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (self.cfg.retrieve.rrf_k + rank)
+        best = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:top_k]
+        return [Hit(self.by_id[i], score) for i, score in best]
+
+
+def open_retriever(cfg: Config) -> Retriever:
+    """A retriever over the index the config points at; IndexNotFound when there is none."""
+    from indexing.store import load_chunks, open_collection
+
+    return Retriever(cfg, open_collection(cfg), load_chunks(cfg))
+
+
+if __name__ == "__main__":
+    from assistant.config import load_config
+
+    config = load_config()
+    for hit in open_retriever(config).search(" ".join(sys.argv[1:]) or "corporate card limit"):
+        print(f"{hit.score:.4f}  {hit.citation}  ({hit.chunk.doc_id})\n        {hit.chunk.text[:120]!r}")

@@ -1,0 +1,74 @@
+"""Vector, BM25 and hybrid search return cited hits; filters, top-k and batching behave."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from indexing.retrieve import open_retriever
+from indexing.store import IndexNotFound
+
+
+@pytest.fixture(scope="module")
+def retriever(built_cfg):
+    return open_retriever(built_cfg)
+
+
+@pytest.mark.parametrize("mode", ["vector", "bm25", "hybrid"])
+def test_each_mode_finds_the_right_document(retriever, mode):
+    hits = retriever.search("How much is the late fee for a tool returned late?", top_k=3, mode=mode)
+    assert len(hits) == 3
+    assert hits[0].chunk.doc_id == "tool-loans"
+    assert hits[0].chunk.title == "Tool Loan Rules" and hits[0].chunk.source.endswith("tool-loans.md")
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_hybrid_fuses_both_rankings(retriever):
+    query = "Which day is the shop open just for youth builders?"
+    vector = [h.chunk.id for h in retriever.search(query, top_k=20, mode="vector")]
+    bm25 = [h.chunk.id for h in retriever.search(query, top_k=20, mode="bm25")]
+    hybrid = retriever.search(query, top_k=5, mode="hybrid")
+    k = retriever.cfg.retrieve.rrf_k
+    expected = {i: sum(1 / (k + ranked.index(i) + 1) for ranked in (vector, bm25) if i in ranked) for i in set(vector + bm25)}
+    assert [h.chunk.id for h in hybrid] == sorted(expected, key=lambda i: (-expected[i], i))[:5]
+    assert hybrid[0].score == pytest.approx(expected[hybrid[0].chunk.id])
+
+
+@pytest.mark.parametrize("mode", ["vector", "bm25", "hybrid"])
+def test_metadata_filter_limits_every_mode(retriever, mode):
+    hits = retriever.search("late fee", top_k=4, mode=mode, where={"doc_id": "membership-fees"})
+    assert hits and {h.chunk.doc_id for h in hits} == {"membership-fees"}
+    both = retriever.search("late fee", top_k=50, mode=mode, where={"doc_id": ["membership-fees", "workshop-hours"]})
+    assert {h.chunk.doc_id for h in both} <= {"membership-fees", "workshop-hours"}
+
+
+def test_search_many_equals_search_one_by_one(retriever):
+    queries = ["household membership price", "volunteer shift length", "Class C deposit"]
+    batched = retriever.search_many(queries, top_k=4, mode="hybrid")
+    single = [retriever.search(q, top_k=4, mode="hybrid") for q in queries]
+    assert [[h.chunk.id for h in hits] for hits in batched] == [[h.chunk.id for h in hits] for hits in single]
+
+
+def test_defaults_come_from_the_config(retriever):
+    assert len(retriever.search("membership")) == retriever.cfg.retrieve.top_k
+    with pytest.raises(ValueError, match="unknown retriever"):
+        retriever.search("membership", mode="sparse")
+
+
+def test_no_index_is_a_clear_error(tmp_path):
+    from assistant.config import load_config
+
+    with pytest.raises(IndexNotFound, match=r"no index at .*run `assistant index` first"):
+        open_retriever(load_config(overrides={"workspace": str(tmp_path / "empty")}))
+
+
+def test_cli_search_json_lists_hits(built_cfg):
+    result = subprocess.run([sys.executable, "-m", "assistant", "search", "late fee for tools", "--json", "--top-k", "2",
+                             "--corpus", str(built_cfg.corpus), "--workspace", str(built_cfg.workspace)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert len(hits) == 2 and {"id", "text", "score", "source", "title"} <= set(hits[0])
+    assert hits[0]["title"] == "Tool Loan Rules"

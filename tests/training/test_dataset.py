@@ -1,0 +1,111 @@
+"""The whole recipe on the tiny corpus: every pair type, the split, both exports, skip when up to date,
+and resume after a real kill."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_CORPUS = REPO / "tests" / "fixtures" / "tiny_corpus"
+TINY_QUESTIONS = REPO / "tests" / "fixtures" / "tiny_questions.jsonl"
+
+
+def test_build_dataset_writes_every_type_split_by_document_and_both_exports(tiny_cfg):
+    from datasets import load_from_disk
+
+    from assistant.prompts import REFUSAL
+    from indexing.store import build_index
+    from training.dataset import build_dataset
+
+    build_index(tiny_cfg, progress=False)
+    report = build_dataset(tiny_cfg, progress=False)
+    folder = report.dataset
+    assert folder.parent == tiny_cfg.datasets_dir and not report.up_to_date
+    assert all(report.by_type[t] > 0 for t in ("qa", "points_to_output", "raft", "refusal")), report.by_type
+    assert set(report.rejected) == {"malformed", "format", "ungrounded", "duplicate", "near_duplicate", "leakage"}
+
+    train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+    validation = [json.loads(line) for line in (folder / "validation.jsonl").read_text().splitlines()]
+    assert (len(train), len(validation)) == (report.train, report.validation) and validation
+    docs = lambda records: {r["meta"]["doc_id"] for r in records if r["meta"]["doc_id"]}
+    assert docs(train) and docs(validation) and not docs(train) & docs(validation)
+    for record in train + validation:
+        assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
+        if record["meta"]["type"] == "refusal":
+            assert record["messages"][-1]["content"].startswith(REFUSAL)
+
+    # The HF export loads with `datasets`, the OpenAI export is plain chat-format JSONL.
+    loaded = load_from_disk(str(folder / "hf"))
+    assert loaded["train"].num_rows == report.train and loaded["validation"].num_rows == report.validation
+    assert loaded["train"][0]["messages"] == train[0]["messages"]
+    for name, expected in (("train", report.train), ("validation", report.validation)):
+        lines = (folder / "openai" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == expected
+        for line in lines:
+            example = json.loads(line)
+            assert list(example) == ["messages"]
+            assert all(set(m) == {"role", "content"} and isinstance(m["content"], str) and m["content"]
+                       for m in example["messages"])
+            assert example["messages"][-1]["role"] == "assistant"
+
+    card = (folder / "card.md").read_text()
+    assert "| raft |" in card and "| leakage |" in card and '"held_out_questions"' in card
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["inputs"]) >= {"index", "held_out_questions", "synth_config", "prompts", "seed"}
+
+    again = build_dataset(tiny_cfg, progress=False)
+    assert again.up_to_date and again.to_dict() == report.to_dict()
+
+
+def _synth_command(workspace: Path, model: Path) -> tuple[list[str], dict]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ASSISTANT_QUESTIONS": str(TINY_QUESTIONS),
+           "ASSISTANT_MODEL_CACHE": str((REPO / "workspace" / "models").resolve()),
+           # One chunk per generation batch, short generations: the run is slow enough to kill midway.
+           "ASSISTANT_SYNTH__BATCH_SIZE": "1", "ASSISTANT_SYNTH__MAX_NEW_TOKENS": "48"}
+    command = [sys.executable, "-m", "assistant", "synth", "--generator", "hf", "--corpus", str(TINY_CORPUS),
+               "--workspace", str(workspace), "--base-model", str(model), "--json"]
+    return command, env
+
+
+def test_a_killed_run_resumes_to_the_same_dataset_as_an_uninterrupted_one(tmp_path, tiny_model_dir):
+    from assistant.config import load_config
+    from indexing.store import build_index, load_chunks
+    from training.dataset import build_dataset
+
+    killed = tmp_path / "killed"
+    command, env = _synth_command(killed, tiny_model_dir)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    cache_lines = lambda: sum(len(p.read_text().splitlines()) for p in (killed / "datasets" / ".partial").glob("*.jsonl"))
+    while time.monotonic() < deadline and process.poll() is None:
+        if (killed / "datasets" / ".partial").exists() and cache_lines() >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    overrides = {"corpus": str(TINY_CORPUS), "questions": str(TINY_QUESTIONS), "base_model": str(tiny_model_dir),
+                 "model_cache": str((REPO / "workspace" / "models").resolve()),
+                 "synth": {"generator": "hf", "batch_size": 1, "max_new_tokens": 48}}
+    killed_cfg = load_config(overrides={**overrides, "workspace": str(killed)})
+    chunks = load_chunks(killed_cfg)
+    done_before_kill = cache_lines()
+    assert 2 <= done_before_kill < len(chunks)
+    assert not list(killed_cfg.datasets_dir.glob("[!.]*"))          # no dataset folder from the killed run
+
+    resumed = build_dataset(killed_cfg, progress=False)
+    assert cache_lines() == len(chunks)                             # nothing generated twice
+
+    clean_cfg = load_config(overrides={**overrides, "workspace": str(tmp_path / "clean")})
+    build_index(clean_cfg, progress=False)
+    clean = build_dataset(clean_cfg, progress=False)
+    assert resumed.dataset.name == clean.dataset.name
+    for name in ("train.jsonl", "validation.jsonl"):
+        assert (resumed.dataset / name).read_bytes() == (clean.dataset / name).read_bytes()
+    assert resumed.to_dict() | {"dataset": None} == clean.to_dict() | {"dataset": None}

@@ -1,0 +1,162 @@
+"""Each pair type has the shape the trainer and the answer paths expect; generators never crash on bad output."""
+from __future__ import annotations
+
+import json
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from assistant.prompts import REFUSAL, build_messages
+from indexing.records import Chunk, Hit
+from training.generators import ExtractiveGenerator, make_generator, parse_llm_points
+from training.pairs import points_to_output_pair, qa_pairs, raft_pair, refusal_pair, refusal_questions
+
+HOTELS = Chunk(id="c-hotels", doc_id="travel-booking", title="Booking Business Travel", section="Hotels",
+               source="travel-booking.md", text=(
+                   "## Hotels\n\nBook hotels through Halvard Online. Nightly caps exclude taxes:\n\n"
+                   "| Location | Cap per night |\n|---|---|\n| US standard | $185 |\n| Stuttgart | €165 |\n\n"
+                   "Anything over the cap needs your department director's approval in the **TE160** request."))
+RECEIPTS = Chunk(id="c-receipts", doc_id="expense-policy", title="Travel and Expense Policy", section="Receipts",
+                 source="expense-policy.md", text=(
+                     "## Receipts\n\nAn itemized receipt is required for every expense of **$25** or more. "
+                     "Submit your expense report within **30 days** after the trip ends."))
+MILEAGE = Chunk(id="c-mileage", doc_id="mileage", title="Mileage", section="Rates", source="mileage.md",
+                text="## Rates\n\nPrivate cars are reimbursed at $0.67 per mile, up to 400 miles per trip.")
+CHUNKS = [HOTELS, RECEIPTS, MILEAGE]
+
+
+def _points(chunk, paraphrases=4):
+    (points, malformed), = ExtractiveGenerator(CHUNKS, paraphrases, seed=0).content_points([chunk])
+    assert malformed == 0
+    return points
+
+
+def test_extractive_points_keep_facts_verbatim_with_varied_questions():
+    points = _points(HOTELS)
+    stuttgart = next(p for p in points if "Stuttgart" in p.answer)
+    assert "€165" in stuttgart.answer and "cap per night" in stuttgart.answer
+    assert len(stuttgart.questions) == 4 and len(set(stuttgart.questions)) == 4
+    assert all(q.endswith("?") and "Stuttgart" in q for q in stuttgart.questions)
+    deadline = next(p for p in _points(RECEIPTS) if "30 days" in p.answer)
+    assert any("how many days" in q.lower() for q in deadline.questions)   # the sentence turned into a question
+
+
+def test_qa_pair_is_the_answer_prompt_plus_the_answer():
+    point = _points(RECEIPTS)[0]
+    records = qa_pairs(point, "extractive", "v1")
+    assert len(records) == len(point.questions)
+    record = records[0]
+    assert record["messages"][:-1] == build_messages(point.questions[0], None)
+    assert record["messages"][-1] == {"role": "assistant", "content": point.answer}
+    assert record["meta"] | {"question": None} == {"type": "qa", "chunk_ids": ["c-receipts"], "doc_id": "expense-policy",
+                                                 "generator": "extractive", "prompt_version": "v1", "question": None}
+
+
+def test_points_to_output_asks_for_the_section_and_gets_the_original_text():
+    record = points_to_output_pair(HOTELS, _points(HOTELS), "reference", "extractive", "v1")
+    user = record["messages"][-2]["content"]
+    assert user.startswith('Write the "Hotels" section of the Booking Business Travel (reference) covering these points:')
+    assert "- Booking Business Travel, hotels: for Stuttgart, the cap per night is €165." in user
+    assert record["messages"][-1]["content"] == HOTELS.text
+    assert record["meta"]["type"] == "points_to_output"
+
+
+def test_raft_with_oracle_uses_the_answer_time_layout_and_cites_the_right_block():
+    answer = "Hotels: for Stuttgart, the cap per night is €165."
+    retrieved = [Hit(RECEIPTS, 0.9), Hit(HOTELS, 0.8), Hit(MILEAGE, 0.7)]
+    for seed in range(6):
+        record = raft_pair("Hotel cap in Stuttgart?", answer, HOTELS, retrieved, with_oracle=True, distractors=2,
+                           rng=random.Random(seed), generator="extractive", prompt_version="v1")
+        user = record["messages"][-2]["content"]
+        cited = int(record["messages"][-1]["content"].rsplit("[", 1)[1].rstrip("]"))
+        blocks = user.split("\n\n[")
+        assert f"{cited}] Booking Business Travel > Hotels" in "\n\n[".join(blocks)
+        assert record["messages"][-1]["content"] == f"{answer} [{cited}]"
+        assert user.count("] ") >= 3 and record["meta"]["chunk_ids"][0] == HOTELS.id
+        hits = [Hit(c, 0) for c in [RECEIPTS, MILEAGE]]
+        hits.insert(cited - 1, Hit(HOTELS, 1.0))
+        assert record["messages"][:-1] == build_messages("Hotel cap in Stuttgart?", hits)
+
+
+def test_raft_distractors_only_say_the_context_does_not_cover_it():
+    copy_with_answer = Chunk(id="c-copy", doc_id="faq", title="FAQ", section="Hotels", source="faq.md",
+                             text="The Stuttgart hotel cap is €165 per night.")
+    retrieved = [Hit(HOTELS, 0.9), Hit(copy_with_answer, 0.85), Hit(RECEIPTS, 0.8), Hit(MILEAGE, 0.7)]
+    record = raft_pair("Hotel cap in Stuttgart?", "Hotels: for Stuttgart, the cap per night is €165.", HOTELS,
+                       retrieved, with_oracle=False, distractors=3, rng=random.Random(0), generator="extractive",
+                       prompt_version="v1")
+    assert record["messages"][-1]["content"].startswith(REFUSAL)
+    assert record["meta"]["chunk_ids"] == [RECEIPTS.id, MILEAGE.id]     # neither the oracle nor the copy of the fact
+    assert "€165" not in record["messages"][-2]["content"]
+
+
+def test_refusals_are_out_of_scope_and_come_with_and_without_context():
+    covered = Chunk(id="c-leave", doc_id="hr", title="HR", section="", source="hr.md",
+                    text="Parental leave lasts 16 weeks. The dress code is business casual.")
+    questions = refusal_questions([covered], 30, random.Random(0))
+    assert len(questions) == 30 and len(set(questions)) == 30
+    assert not any("parental" in q.lower() or "dress" in q.lower() for q in questions)
+    plain, with_context = refusal_pair(questions[0], None), refusal_pair(questions[0], [Hit(MILEAGE, 0.1)])
+    assert plain["messages"][-1]["content"] == with_context["messages"][-1]["content"] == REFUSAL
+    assert plain["messages"][-2]["content"] == questions[0]
+    assert with_context["messages"][-2]["content"].startswith("Context:\n[1] Mileage > Rates")
+    assert plain["meta"]["type"] == "refusal" and plain["meta"]["doc_id"] is None
+
+
+def test_llm_output_is_parsed_and_garbage_is_counted_not_raised():
+    points, malformed = parse_llm_points(HOTELS, "Q: What is the hotel cap in Stuttgart?\nA: The cap is €165 per night.\n"
+                                                 "Q: How much per night in Stuttgart?\nA: The cap is €165 per night.\n"
+                                                 "Q: broken line without answer")
+    assert malformed == 0 and len(points) == 1 and len(points[0].questions) == 2
+    assert parse_llm_points(HOTELS, "lorem ipsum <unk> ###")[1] == 1
+
+
+def test_hf_generator_runs_batched_on_the_tiny_model(tiny_cfg):
+    cfg = tiny_cfg.model_copy(update={"synth": tiny_cfg.synth.model_copy(update={"generator": "hf",
+                                                                                  "max_new_tokens": 8})})
+    generator = make_generator(cfg, CHUNKS)
+    written = generator.content_points(CHUNKS)      # random weights: nothing parseable, and no crash
+    assert len(written) == 3
+    assert all(malformed == (0 if points else 1) for points, malformed in written)
+
+
+class _ChatCompletions(BaseHTTPRequestHandler):
+    """A minimal OpenAI-compatible endpoint (no real teacher model can run here)."""
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert body["messages"][-1]["content"].startswith('Passage from "Booking Business Travel > Hotels"')
+        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+                             "content": "Q: What is the Stuttgart hotel cap?\nA: The cap per night is €165."}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_generator_speaks_the_chat_completions_api(tiny_cfg):
+    server = HTTPServer(("127.0.0.1", 0), _ChatCompletions)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        synth = tiny_cfg.synth.model_copy(update={"generator": "openai", "generator_model": "teacher",
+                                                  "generator_url": f"http://127.0.0.1:{server.server_port}/v1"})
+        generator = make_generator(tiny_cfg.model_copy(update={"synth": synth}), [HOTELS])
+        (points, malformed), = generator.content_points([HOTELS])
+    finally:
+        server.shutdown()
+    assert malformed == 0 and points[0].answer == "The cap per night is €165."
+
+
+def test_openai_generator_without_url_is_a_clear_config_error(tiny_cfg):
+    from assistant.config import ConfigError
+
+    synth = tiny_cfg.synth.model_copy(update={"generator": "openai"})
+    with pytest.raises(ConfigError, match="--generator-url"):
+        make_generator(tiny_cfg.model_copy(update={"synth": synth}), [HOTELS])

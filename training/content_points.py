@@ -1,0 +1,331 @@
+"""Content points: the few self-contained facts or instructions a knowledge-base section teaches.
+
+    python -m training.content_points corpora/finance/docs/travel-booking.md   # prints the key units of one file
+
+A content point is one fact as written in the source (a sentence, a list item, a table row put into
+words), the short answer that teaches it, and several differently phrased questions it answers.
+The generator that writes the questions is chosen in `training.generators`; this module holds the
+record, the extractive reading of a chunk (key units and their salient spans) and the resumable loop
+that runs a generator over every chunk and caches what it wrote, one JSON line per chunk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from indexing.records import Chunk
+
+if TYPE_CHECKING:
+    from training.generators import Generator
+
+
+@dataclass(frozen=True)
+class ContentPoint:
+    id: str
+    doc_id: str
+    chunk_ids: tuple[str, ...]
+    text: str                      # the fact as the source words it
+    answer: str                    # what the assistant says; contains the fact's figures verbatim
+    questions: tuple[str, ...]     # differently phrased questions the answer answers
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ContentPoint:
+        return cls(id=data["id"], doc_id=data["doc_id"], chunk_ids=tuple(data["chunk_ids"]), text=data["text"],
+                   answer=data["answer"], questions=tuple(data["questions"]))
+
+
+def point_id(chunk_id: str, text: str) -> str:
+    return hashlib.sha256(f"{chunk_id}\0{text}".encode()).hexdigest()[:16]
+
+
+# --- Reading a chunk: key units and the spans that make them worth asking about -------------------
+
+# Checked in this order; an earlier kind wins where two overlap ("$25" is money, not a number).
+SPAN_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple((kind, re.compile(pattern)) for kind, pattern in (
+    ("email", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    ("phone", r"\+\d[\d ]{7,}\d"),
+    ("money", r"(?:[$€£]\s?\d[\d,]*(?:\.\d+)?|\b(?:USD|EUR|CAD|GBP|CHF)\s?\d[\d,]*(?:\.\d+)?)(?:\s?(?:million|billion|k)\b)?"),
+    ("percent", r"\b\d+(?:\.\d+)?\s?%"),
+    ("date", r"\b\d{1,2}\s(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+             r"(?:\s\d{4})?\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"),
+    ("time", r"\b\d{1,2}:\d{2}\b"),
+    ("duration", r"\b\d+(?:\.\d+)?(?:-|\s)(?:business |working |calendar )?(?:days?|weeks?|months?|years?|hours?|minutes?|nights?)\b"),
+    ("code", r"\b(?:[A-Z]{2,}[A-Z0-9]*-?\d[\w-]*|WD[+-]?\d+)\b"),
+    ("number", r"(?<!/)\b\d[\d,]*(?:\.\d+)?\b(?!/)"),
+    ("name", r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:[- ][A-Z][a-z]+){1,3}\b"),
+))
+# Sentences without a figure still teach a rule when they say what must or must not happen.
+RULE_WORDS = re.compile(r"\b(must|never|only|required|not reimbursed|may not|cannot|always|no longer|need[s]? )\b", re.I)
+_ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|etc|Inc|Ltd|No|vs|approx|U\.S)\.")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"(])")
+_PRONOUN_START = re.compile(r"^(It|This|That|These|Those|They|He|She|Such)\b")
+
+
+@dataclass(frozen=True)
+class KeyUnit:
+    """One fact-bearing unit of a chunk, with what a question about it would ask for."""
+    text: str                 # cleaned, self-contained sentence(s)
+    kind: str                 # the primary span's kind, or "rule"
+    value: str                # the primary span ("" for rules)
+    topic: str                # what the fact is about ("Stuttgart", "expense report")
+    attribute: str = ""       # what is asked of the topic ("cap per night"); "" = by kind
+    heading: str = ""         # the nearest heading above the unit
+    sentence: str = ""        # the sentence that holds the value, for echo questions
+    spans: tuple[tuple[str, str], ...] = field(default=())
+
+
+def clean_markdown(text: str) -> str:
+    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
+    text = text.replace("**", "").replace("__", "").replace("`", "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# A capitalised name right after a role word is a person ("Controller Tobias Ferreira-Lund");
+# other capitalised names are systems, banks or places ("Halvard Online").
+ROLE_WORDS = re.compile(r"\b(CFO|CEO|VP|Controller|Manager|Lead|Director|coordinator|Coordinator|owner|Owner|Head of "
+                        r"[A-Z]\w+(?: [A-Z]\w+)?|Treasurer|Librarian|Officer|Chair|Secretary|Analyst|Specialist|"
+                        r"Accountant|contact|Contact)\s*,?\s*$")
+
+
+def find_spans(sentence: str) -> list[tuple[str, str]]:
+    """(kind, text) of each salient span, in reading order."""
+    taken: list[tuple[int, int, str, str]] = []
+    for kind, pattern in SPAN_PATTERNS:
+        for match in pattern.finditer(sentence):
+            start, end = match.span()
+            if not any(start < t_end and t_start < end for t_start, t_end, _, _ in taken):
+                if kind == "name" and ROLE_WORDS.search(sentence[:start]):
+                    kind = "person"
+                taken.append((start, end, kind, match.group(0)))
+    return [(kind, text) for _, _, kind, text in sorted(taken)]
+
+
+def split_sentences(text: str) -> list[str]:
+    protected = _ABBREVIATIONS.sub(lambda m: m.group(0).replace(".", "\0"), text)
+    sentences = [s.replace("\0", ".").strip() for s in _SENTENCE_END.split(protected)]
+    # A sentence that opens with "It" or "This" leans on the one before it: keep them together.
+    joined: list[str] = []
+    for sentence in sentences:
+        if joined and _PRONOUN_START.match(sentence):
+            joined[-1] = f"{joined[-1]} {sentence}"
+        elif sentence:
+            joined.append(sentence)
+    return joined
+
+
+def markdown_units(chunk: Chunk) -> list[tuple[str, str, tuple[list[str], list[str]] | None]]:
+    """(heading, text, (table header, row cells) or None) for each sentence, list item and table row."""
+    heading = chunk.section.split(" > ")[-1] if chunk.section else chunk.title
+    units: list[tuple[str, str, tuple[list[str], list[str]] | None]] = []
+    header: list[str] | None = None
+    paragraph: list[str] = []
+
+    def flush_paragraph() -> None:
+        if paragraph:
+            units.extend((heading, s, None) for s in split_sentences(clean_markdown(" ".join(paragraph))))
+            paragraph.clear()
+
+    for line in chunk.text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            flush_paragraph()
+            cells = [clean_markdown(c) for c in stripped.strip("|").split("|")]
+            if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
+                continue
+            if header is None:
+                header = cells
+            else:
+                units.append((heading, render_table_row(header, cells, chunk.title, heading), (header, cells)))
+            continue
+        header = None
+        if not stripped or stripped.startswith("#"):
+            flush_paragraph()
+            if stripped.startswith("#"):
+                heading = clean_markdown(stripped.lstrip("#"))
+            continue
+        item = re.match(r"^(?:[-*+]|\d+[.)])\s+(.*)", stripped)
+        if item:
+            flush_paragraph()
+            text = clean_markdown(item.group(1))
+            # A fragment ("Laundry on trips shorter than 5 nights") needs its heading to stand alone.
+            if not text.endswith((".", "!", "?", ";")) or len(text.split()) < 5:
+                text = f"{heading}: {text.rstrip(';')}."
+            units.append((heading, text, None))   # a list item is one unit: its sentences lean on each other
+        else:
+            paragraph.append(stripped)
+    flush_paragraph()
+    return units
+
+
+def render_table_row(header: list[str], cells: list[str], title: str, heading: str) -> str:
+    """A table row in words, titled so it stands alone:
+    'Booking Business Travel, hotels: for Stuttgart, the cap per night is €165.'"""
+    where = title if heading == title else f"{title}, {heading[:1].lower() + heading[1:]}"
+    label, values = cells[0], [(h, c) for h, c in zip(header[1:], cells[1:]) if c]
+    if not values:
+        return f"{where}: {label}."
+    parts = [f"the {h[:1].lower() + h[1:]} is {v}" if h else v for h, v in values]
+    return f"{where}: for {label}, " + ", ".join(parts) + "."
+
+
+STOPWORDS = frozenset("""a an the and or but if then than of for to in on at by with from into onto over under
+within after before about as is are was were be been being it its this that these those there their they them
+you your yours we our us i my me he she his her who whom which what when where how why all any each every no not
+can may must should shall will would could do does did done has have had so such also only more most less least
+up down out off per via just same other another one two three four five six seven eight nine ten first last
+both either neither nor own very too again once here while during until because whether whatever even get gets
+needs need use used using make makes made go goes call book get choose submit enter check pay send file keep
+apply applies appear appears charges charged find follow take takes give gives see""".split())
+
+
+def _content_runs(text: str) -> list[list[str]]:
+    runs: list[list[str]] = [[]]
+    for token in re.findall(r"[A-Za-z][A-Za-z'&-]*|[^\sA-Za-z]+", text):
+        if token[0].isalpha() and token.lower() not in STOPWORDS and len(token) > 2 and not token.endswith("ly"):
+            runs[-1].append(token)
+        elif runs[-1]:
+            runs.append([])
+    return [run for run in runs if run]
+
+
+def salient_topic(sentence: str, spans: Iterable[tuple[str, str]], weight: dict[str, float]) -> str:
+    """The best short run of content words, figures removed: 'expense report', 'late bookings'."""
+    remainder = sentence
+    for _, span in spans:
+        remainder = remainder.replace(span, " , ")
+    best, best_score = "", 0.0
+    for run in _content_runs(remainder):
+        for size in (3, 2, 1):
+            for start in range(0, max(1, len(run) - size + 1)):
+                window = run[start:start + size]
+                score = sum(weight.get(w.lower(), 1.0) for w in window) * (1 + 0.15 * len(window))
+                if score > best_score:
+                    best, best_score = " ".join(window), score
+    words = best.split()
+    # "Book flights" opens a sentence: lower it; "Travel Desk" is a name: keep it.
+    if words and words[0].istitle() and all(w.islower() for w in words[1:]):
+        return best[:1].lower() + best[1:]
+    return best
+
+
+def key_units(chunk: Chunk, weight: dict[str, float]) -> list[KeyUnit]:
+    """The units of a chunk worth asking about: those holding a figure, code, name or rule.
+
+    A unit with figures of two different kinds (a contact line: name and e-mail) gives one key unit
+    per kind, so each can be asked about.
+    """
+    found: list[KeyUnit] = []
+    for heading, text, row in markdown_units(chunk):
+        if len(text.split()) < 4:
+            continue
+        if row is not None:   # a table row: the row label is the topic, the first value column the attribute
+            header, cells = row
+            value = next((c for c in cells[1:] if c), "")
+            spans = find_spans(value)
+            found.append(KeyUnit(text=text, kind=spans[0][0] if spans else "value", value=value, heading=heading,
+                                 topic=cells[0], attribute=(header[1] if len(header) > 1 else "").lower(),
+                                 sentence=text, spans=tuple(find_spans(text))))
+            continue
+        spans = [s for s in find_spans(text) if not (s[0] == "number" and len(s[1]) == 4 and s[1].startswith("20"))]
+        if not spans and not RULE_WORDS.search(text):
+            continue
+        primaries: list[tuple[str, str]] = []
+        for kind, value in spans or [("rule", "")]:
+            if kind not in {k for k, _ in primaries} and len(primaries) < 2:
+                primaries.append((kind, value))
+        for kind, value in primaries:
+            sentence = next((s for s in split_sentences(text) if value and value in s), text)
+            found.append(KeyUnit(text=text, kind=kind, value=value, sentence=sentence, spans=tuple(spans), heading=heading,
+                                 topic=salient_topic(sentence, spans, weight) or heading))
+    return found
+
+
+def word_weights(chunks: Iterable[Chunk]) -> dict[str, float]:
+    """Inverse document frequency over chunks: rare words make better topics than common ones."""
+    import math
+
+    counts: dict[str, int] = {}
+    total = 0
+    for chunk in chunks:
+        total += 1
+        for word in set(re.findall(r"[a-z][a-z'&-]+", chunk.text.lower())):
+            counts[word] = counts.get(word, 0) + 1
+    return {w: math.log((1 + total) / (1 + n)) + 1 for w, n in counts.items()}
+
+
+# --- Running a generator over every chunk, resumably --------------------------------------------
+
+def read_cache(path: Path) -> dict[str, dict]:
+    """chunk id -> cached generator output; a half-written last line (a kill) is ignored."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[record["chunk_id"]] = record
+    return done
+
+
+def _append_cache(path: Path, records: list[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_content_points(chunks: list[Chunk], generator: Generator, cache: Path, *, batch_size: int = 8,
+                         progress: bool = True) -> tuple[dict[str, list[ContentPoint]], int]:
+    """Content points for every chunk (chunk id -> points) and the count of malformed generations.
+
+    Each batch is appended to `cache` as soon as it is written, so a killed run redoes at most one
+    batch, and an unchanged chunk is never sent to the generator twice.
+    """
+    from tqdm import tqdm
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done = read_cache(cache)
+    todo = [chunk for chunk in chunks if chunk.id not in done]
+    with tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc=f"content points ({generator.name})",
+              unit="chunk", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            written = generator.content_points(batch)
+            records = [{"chunk_id": chunk.id, "points": [p.to_dict() for p in points], "malformed": malformed}
+                       for chunk, (points, malformed) in zip(batch, written)]
+            _append_cache(cache, records)
+            done.update((r["chunk_id"], r) for r in records)
+            bar.update(len(batch))
+    by_chunk = {chunk.id: [ContentPoint.from_dict(p) for p in done[chunk.id]["points"]] for chunk in chunks}
+    malformed = sum(int(done[chunk.id]["malformed"]) for chunk in chunks)
+    return by_chunk, malformed
+
+
+if __name__ == "__main__":
+    from indexing.chunk import chunk_document
+    from indexing.embed import load_tokenize
+    from indexing.ingest import read_document
+
+    from assistant.config import load_config
+
+    config = load_config()
+    document = read_document(Path(sys.argv[1]), config.index.max_file_mb)
+    pieces = chunk_document(document, chunk_size=config.index.chunk_size, chunk_overlap=config.index.chunk_overlap,
+                            tokenize=load_tokenize(config))
+    weights = word_weights(pieces)
+    for piece in pieces:
+        for unit in key_units(piece, weights):
+            print(f"[{unit.kind}:{unit.value}] topic={unit.topic!r} attr={unit.attribute!r}\n    {unit.text}")

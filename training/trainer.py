@@ -1,0 +1,232 @@
+"""The SFTTrainer that `training/sft.py` runs: its arguments, its loss, and its callbacks.
+
+    python -c "from training.trainer import stop_reason; help(stop_reason)"
+
+The one change to TRL's loss: the LM head is run only at the positions whose next token carries
+loss. Gemma's head maps 640 numbers to 262,144 logits; over a full packed row it is most of the
+step, yet in an SFT pair only the answer tokens (a fifth of the row, often less) are scored.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import PrinterCallback, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from assistant.config import Config, ConfigError
+
+IGNORE = -100
+
+
+def training_arguments(cfg: Config, output_dir: Path, has_validation: bool, **overrides) -> SFTConfig:
+    """Our defaults for TRL: bf16 autocast, packed rows without padding, validation and a checkpoint every
+    `eval_steps`, the best checkpoint (by validation loss) loaded at the end."""
+    from accelerate import PartialState
+
+    processes = PartialState().num_processes
+    if cfg.train.batch_size % processes:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} does not split over {processes} processes; "
+                          f"pass --batch-size with a multiple of {processes}")
+    per_process = cfg.train.batch_size // processes
+    settings = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.train.epochs,
+        per_device_train_batch_size=per_process,
+        per_device_eval_batch_size=per_process,
+        learning_rate=cfg.train.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,                      # a ratio of all steps
+        bf16=cfg.train.bf16,
+        gradient_checkpointing=False,           # memory is not the limit at this size; recomputation costs ~30%
+        packing=False,                          # rows come packed already (sft.pack_rows), see PackedRowsCollator
+        dataset_kwargs={"skip_prepare_dataset": True},
+        max_length=cfg.train.max_seq_len,
+        eval_strategy="steps" if has_validation else "no",
+        eval_steps=cfg.train.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.train.eval_steps,
+        save_total_limit=2,                     # the best and the latest, for --resume
+        load_best_model_at_end=has_validation,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        prediction_loss_only=True,
+        logging_steps=max(1, cfg.train.eval_steps // 5),
+        report_to=["tensorboard"],
+        disable_tqdm=True,                      # our own bar shows loss, validation loss and ETA
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+    return SFTConfig(**{**settings, **overrides})
+
+
+class CompletionLossTrainer(SFTTrainer):
+    """TRL's SFTTrainer, with the LM head and the loss computed only where labels are, and its own
+    training steps timed (tokens/s). `loss_positions_only=False` keeps TRL's loss, for the benchmark."""
+
+    def __init__(self, *args, loss_positions_only: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_positions_only = loss_positions_only
+        self.step_tokens: list[int] = []
+        self.step_seconds: list[float] = []
+        self.remove_callback(PrinterCallback)   # it prints every log dict on stdout, which --json owns
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        tokens = int((inputs["input_ids"] != self.processing_class.pad_token_id).sum())
+        start = time.perf_counter()
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.step_seconds.append(time.perf_counter() - start)
+        self.step_tokens.append(tokens)
+        return loss
+
+    def tokens_per_second(self) -> float:
+        """Real (unpadded) tokens per second over all processes; the first step, which pays for
+        allocations and kernel selection, is left out when there are others."""
+        skip = 1 if len(self.step_seconds) > 1 else 0
+        seconds = sum(self.step_seconds[skip:])
+        per_process = sum(self.step_tokens[skip:]) / seconds if seconds else 0.0
+        return round(per_process * self.accelerator.num_processes, 1)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.loss_positions_only or return_outputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs["labels"]                                   # (rows, seq)
+        # Position p predicts token p + 1: keep p where the next label carries loss.
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = labels[:, 1:] != IGNORE
+        targets = labels[:, 1:][keep[:, :-1]]                      # (n,)
+        model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        logits = model(**model_inputs, use_cache=False, logits_to_keep=keep).logits   # (n, vocab)
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+        # Same normalisation as TRL: by the tokens of the whole (possibly multi-process) batch.
+        count = targets.numel() if num_items_in_batch is None else num_items_in_batch
+        loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes             # DDP averages the gradients again
+        return loss
+
+
+class PackedRowsCollator:
+    """Packed rows -> (rows, longest row) tensors, with position ids that restart at each pair and no
+    attention mask: transformers then builds a block-diagonal causal mask per row, so packed pairs never
+    see each other. TRL's padding-free batches flatten the whole batch into one row instead, which
+    suits varlen flash attention on a GPU but makes CPU attention quadratic in the batch (8 x 512 tokens).
+    The model must run with use_cache=False: with a cache, transformers does not look for packed pairs."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(example["input_ids"]) for example in examples)
+        input_ids = torch.full((len(examples), longest), self.pad_token_id)
+        labels = torch.full((len(examples), longest), IGNORE)
+        position_ids = torch.zeros((len(examples), longest), dtype=torch.long)
+        for row, example in enumerate(examples):
+            used = len(example["input_ids"])
+            input_ids[row, :used] = torch.tensor(example["input_ids"])
+            labels[row, :used] = torch.tensor(example["labels"])
+            # the padding after the last pair counts as one more sequence, so it stays out of every pair's mask
+            position_ids[row] = torch.cat([torch.arange(n) for n in [*example["seq_lengths"], longest - used]])
+        labels[position_ids == 0] = IGNORE     # a pair's first token is not predicted from the previous pair
+        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+
+
+def stop_reason(history: list[dict], patience: int, overfit_evals: int) -> str | None:
+    """Why training should stop now, from the Trainer's log history, or None.
+
+    Overfitting: validation loss rose at each of the last `overfit_evals` evaluations while the
+    training loss fell over the same steps. Plateau: no new best validation loss for `patience` evaluations.
+    """
+    evals = [(entry["step"], entry["eval_loss"]) for entry in history if "eval_loss" in entry]
+    trains = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
+    if len(evals) > overfit_evals and trains:
+        window = evals[-overfit_evals - 1:]
+        rising = all(later[1] > earlier[1] for earlier, later in zip(window, window[1:]))
+        before = [loss for step, loss in trains if step <= window[0][0]]
+        if rising and before and trains[-1][1] < before[-1]:
+            return (f"overfitting: validation loss rose {overfit_evals} evaluations in a row "
+                    f"({window[0][1]:.3f} -> {window[-1][1]:.3f}) while training loss fell "
+                    f"({before[-1]:.3f} -> {trains[-1][1]:.3f}); stopped at step {evals[-1][0]}, keeping the best checkpoint")
+    if evals:
+        best = min(range(len(evals)), key=lambda i: evals[i][1])
+        if len(evals) - 1 - best >= patience:
+            return (f"validation loss has not improved for {patience} evaluations (best {evals[best][1]:.3f} "
+                    f"at step {evals[best][0]}); stopped at step {evals[-1][0]}, keeping the best checkpoint")
+    return None
+
+
+class StopOnValidation(TrainerCallback):
+    """Early stopping on validation loss, with the overfitting guard; `reason` says why it stopped."""
+
+    def __init__(self, patience: int, overfit_evals: int):
+        self.patience = patience
+        self.overfit_evals = overfit_evals
+        self.reason: str | None = None
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.reason = stop_reason(state.log_history, self.patience, self.overfit_evals)
+        if self.reason:
+            control.should_training_stop = True
+            if state.is_world_process_zero:
+                print(f"\n{self.reason}", file=sys.stderr)
+
+
+class ProgressBar(TrainerCallback):
+    """A tqdm bar on stderr: steps, ETA, the latest training and validation loss."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self.bar = None
+        self.postfix: dict[str, str] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm import tqdm
+
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=f"train ({self.stage})",
+                            unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is None or not logs:
+            return
+        for key, label in (("loss", "loss"), ("eval_loss", "val")):
+            if key in logs:
+                self.postfix[label] = f"{logs[key]:.3f}"
+        self.bar.set_postfix(self.postfix)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def plot_losses(histories: list[list[dict]], stages: list[str], path: Path) -> None:
+    """Training and validation loss against the step, one pair of curves per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    offset = 0
+    for history, stage in zip(histories, stages):
+        for key, style in (("loss", "-"), ("eval_loss", "o--")):
+            points = [(entry["step"] + offset, entry[key]) for entry in history if key in entry]
+            if points:
+                axes.plot(*zip(*points), style, label=f"{stage} {'validation' if key == 'eval_loss' else 'training'}")
+        offset += max((entry.get("step", 0) for entry in history), default=0)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss (answer tokens)")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
