@@ -9,13 +9,11 @@ from collections.abc import Sequence
 
 from indexing.records import Hit
 
-PROMPT_VERSION = "answer-v1"
+PROMPT_VERSION = "answer-v2"
 
-SYSTEM = (
-    "You answer questions about this organisation's own documents. Be brief and exact: "
-    "give the figure, code, name or steps asked for. When numbered context is given, use it "
-    "and cite it as [1], [2]. If the answer is not known, say so."
-)
+# Short on purpose: every training pair and every answer pays for these tokens.
+SYSTEM = ("Answer from this organisation's documents, briefly and exactly. "
+          "Cite numbered context as [1], [2]. If the answer is unknown, say so.")
 
 # The sentence every refusal starts with: training teaches it, evaluation looks for it.
 REFUSAL = "The knowledge base does not cover this."

@@ -1,8 +1,8 @@
 """Serving speed on this machine: retrieval + prompt build, time to first token, tokens/s per path,
 batched vs one-at-a-time generation, and concurrent chat sessions through the real Gradio app.
 
-    assistant bench serving            # the real model; ~5 minutes on 2 CPU cores
-    assistant bench serving --quick    # shorter answers, fewer questions (~2 minutes)
+    assistant bench serving            # the real model, full-length answers
+    assistant bench serving --quick    # shorter answers, fewer questions (21 min on 2 shared cores)
 
 Targets (issue 6): retrieval + prompt build <= 50 ms, first token <= 1.5 s on hybrid, 20 concurrent
 chat sessions finish with no error. Paths that need an adapter are measured only when one exists;
@@ -13,8 +13,11 @@ from __future__ import annotations
 import json
 import socket
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from tqdm import tqdm
 
 from assistant.answer import MODES, Assistant, prompt_messages
 from assistant.config import Config
@@ -49,15 +52,18 @@ def bench_retrieval(assistant: Assistant, questions: list[str]) -> list[dict]:
     """Search, the prompt, and its tokens: everything before the model runs."""
     tokenizer = assistant.generator.tokenizer
     assistant.retriever.search(questions[0])       # opens the index and loads the embedder once
-    timings = []
+    timings, lengths = [], []
     for question in questions:
         start = time.perf_counter()
         messages = prompt_messages(question, assistant.retriever.search(question), ())
-        tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
         timings.append(1000 * (time.perf_counter() - start))
+        lengths.append(len(prompt))
     detail = f"{len(questions)} questions, top_k={assistant.cfg.retrieve.top_k}, {assistant.cfg.retrieve.retriever}"
+    # Prefill cost grows with the prompt, so its length explains most of the time to first token.
     return [row("retrieval + prompt build p50", round(percentile(timings, 0.5), 1), "ms", "<= 50 ms", detail),
-            row("retrieval + prompt build p95", round(percentile(timings, 0.95), 1), "ms", "", detail)]
+            row("retrieval + prompt build p95", round(percentile(timings, 0.95), 1), "ms", "", detail),
+            row("prompt with context p50", percentile(lengths, 0.5), "tokens", "", detail)]
 
 
 def bench_paths(assistant: Assistant, questions: list[str], max_new_tokens: int) -> list[dict]:
@@ -147,10 +153,16 @@ def run_bench(cfg: Config, quick: bool) -> list[dict]:
                 f"adapter: {assistant.adapter or 'none'}; backend {cfg.answer.backend}")]
     if not cfg.kb_dir.exists() and cfg.chroma_url is None:
         return rows + [row("bench skipped", None, "", "", "no index: run `assistant index` first")]
-    rows += bench_retrieval(assistant, bench_questions(cfg, 20 if quick else 50))
-    rows += bench_paths(assistant, bench_questions(cfg, 2 if quick else 5), max_new_tokens)
-    rows += bench_batching(assistant, bench_questions(cfg, 16), max_new_tokens)
-    rows += bench_sessions(assistant, bench_questions(cfg, 20), 20, 16 if quick else max_new_tokens)
+    stages = [
+        ("retrieval", lambda: bench_retrieval(assistant, bench_questions(cfg, 20 if quick else 50))),
+        ("paths", lambda: bench_paths(assistant, bench_questions(cfg, 2 if quick else 5), max_new_tokens)),
+        ("batching", lambda: bench_batching(assistant, bench_questions(cfg, 16), max_new_tokens)),
+        ("sessions", lambda: bench_sessions(assistant, bench_questions(cfg, 20), 20, 16 if quick else max_new_tokens)),
+    ]
+    with tqdm(stages, desc="bench serving", unit="stage", file=sys.stderr) as bar:
+        for name, measure in bar:
+            bar.set_postfix_str(name)
+            rows += measure()
     return rows
 
 

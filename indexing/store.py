@@ -56,8 +56,7 @@ class IndexReport:
 
 
 def collection_name(cfg: Config) -> str:
-    # Chroma wants 3-512 characters; the suffix makes the short default "kb" valid.
-    return f"{cfg.index.collection}-chunks"
+    return cfg.index.collection
 
 
 def open_collection(cfg: Config, *, create: bool = False) -> Collection:

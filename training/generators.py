@@ -221,6 +221,8 @@ def parse_llm_points(chunk: Chunk, output: str) -> tuple[list[ContentPoint], int
     by_answer: dict[str, list[str]] = {}
     for match in _QA_LINES.finditer(output):
         question, answer = match.group("q").strip(), match.group("a").strip()
+        if question in FEW_SHOT_ANSWER or answer in FEW_SHOT_ANSWER:   # a small model echoing the example
+            continue
         if question.endswith("?") and len(answer.split()) >= 2 and question not in by_answer.get(answer, []):
             by_answer.setdefault(answer, []).append(question)
     points = [ContentPoint(id=point_id(chunk.id, answer), doc_id=chunk.doc_id, chunk_ids=(chunk.id,), text=answer,

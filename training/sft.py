@@ -17,6 +17,8 @@ killed run from its last checkpoint.
 from __future__ import annotations
 
 import json
+import math
+import random
 import shutil
 import sys
 import time
@@ -75,6 +77,8 @@ def train_adapter(cfg: Config, dataset: Path | None = None, resume: bool = False
         stages.append(("cpt", *corpus_rows(cfg, tokenizer)))
     if pairs:
         stages.append(("sft", *dataset_rows(pairs, tokenizer, cfg.train.max_seq_len)))
+    # a fixed sample of the validation rows: scoring them all at every evaluation would cost more than training
+    stages = [(name, train, _sample(val, cfg.train.max_val_pairs, cfg.seed)) for name, train, val in stages]
     inputs = adapter_inputs(cfg, dataset_dir, stages)
     adapter_dir = cfg.adapters_dir / sha256_json(inputs)[:12]
     if is_up_to_date(adapter_dir, inputs):
@@ -83,7 +87,10 @@ def train_adapter(cfg: Config, dataset: Path | None = None, resume: bool = False
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    # 3. model: the base weights frozen, LoRA on top
+    # 3. model: the base weights frozen, LoRA on top (its random A matrices drawn from the seed)
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     model = lora_model(cfg)
 
     # 4. train, one stage after the other on the same adapter (CPT, then SFT)
@@ -274,17 +281,20 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
     if resume and (done / "result.json").exists():   # this stage finished before the kill
         set_peft_model_state_dict(model, load_file(done / "adapter_model.safetensors"))
         return json.loads((done / "result.json").read_text())
-    args = training_arguments(cfg, stage_dir, has_validation=bool(val_rows))
+    train_packs = pack_rows(train_rows, cfg.train.max_seq_len)
+    epoch_steps = math.ceil(len(train_packs) / cfg.train.batch_size) * cfg.train.epochs
+    # max_steps caps the epochs (the Trainer would otherwise repeat the data to reach it)
+    max_steps = math.ceil(min(epoch_steps, cfg.train.max_steps or epoch_steps))
+    args = training_arguments(cfg, stage_dir, has_validation=bool(val_rows), max_steps=max_steps)
     stopper = StopOnValidation(cfg.train.early_stopping_patience, cfg.train.overfit_evals)
-    max_len = cfg.train.max_seq_len
     trainer = CompletionLossTrainer(
         model=model, args=args, processing_class=tokenizer, data_collator=PackedRowsCollator(tokenizer.pad_token_id),
-        train_dataset=Dataset.from_list(pack_rows(train_rows, max_len)),
-        eval_dataset=Dataset.from_list(pack_rows(val_rows, max_len)) if val_rows else None,
+        train_dataset=Dataset.from_list(train_packs),
+        eval_dataset=Dataset.from_list(pack_rows(val_rows, cfg.train.max_seq_len)) if val_rows else None,
         callbacks=[stopper] + ([ProgressBar(name)] if progress else []))
-    checkpoints = sorted(stage_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    checkpoints = _complete_checkpoints(stage_dir) if resume else []
     try:
-        trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if resume and checkpoints else None)
+        trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     except RuntimeError as err:
         if "out of memory" in str(err).lower() or "can't allocate memory" in str(err).lower():
             raise MemoryError(f"out of memory with train.batch_size={cfg.train.batch_size} and train.max_seq_len="
@@ -295,7 +305,9 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
     result = {
         "stage": name, "steps": trainer.state.global_step, "history": history,
         "first_train_loss": next((round(e["loss"], 4) for e in history if "loss" in e), None),
-        "train_loss": _last(history, "loss"), "val_loss": trainer.state.best_metric or _last(history, "eval_loss"),
+        # the last logged training loss, else (a run shorter than logging_steps) the run's mean
+        "train_loss": _last(history, "loss") or _last(history, "train_loss"),
+        "val_loss": trainer.state.best_metric or _last(history, "eval_loss"),
         "best_step": _best_step(trainer.state.best_model_checkpoint),
         "tokens_per_s": trainer.tokens_per_second(), "train_pairs": len(train_rows), "val_pairs": len(val_rows),
         "stopped_early": stopper.reason is not None, "note": stopper.reason or "",
@@ -305,6 +317,19 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
         model.save_pretrained(done)
         (done / "result.json").write_text(json.dumps(result, default=str))
     return result
+
+
+def _complete_checkpoints(stage_dir: Path) -> list[Path]:
+    """Checkpoints in step order; one a kill caught half-written (no trainer_state.json, saved last) is removed."""
+    checkpoints = sorted(stage_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    for partial in [p for p in checkpoints if not (p / "trainer_state.json").exists()]:
+        shutil.rmtree(partial, ignore_errors=True)   # every process may try; one succeeds
+        checkpoints.remove(partial)
+    return checkpoints
+
+
+def _sample(rows: list[dict], count: int, seed: int) -> list[dict]:
+    return rows if len(rows) <= count else random.Random(seed).sample(rows, count)
 
 
 def _last(history: list[dict], key: str) -> float | None:

@@ -21,6 +21,8 @@ def add_arguments(parser):
                         help="Pairs (sft), next-token training on the corpus chunks (cpt), or CPT then SFT.")
     parser.add_argument("--epochs", dest="train.epochs", type=float, help="Passes over the training set.")
     parser.add_argument("--learning-rate", dest="train.learning_rate", type=float, help="Peak learning rate.")
+    parser.add_argument("--max-steps", dest="train.max_steps", type=int,
+                        help="Cap on optimizer steps (0: the epochs decide); the default fits the CPU time budget.")
     parser.add_argument("--lora-r", dest="train.lora_r", type=int, help="LoRA rank.")
     parser.add_argument("--batch-size", dest="train.batch_size", type=int, help="Packed rows per optimizer step.")
     parser.add_argument("--max-seq-len", dest="train.max_seq_len", type=int, help="Tokens per packed row.")

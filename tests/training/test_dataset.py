@@ -66,7 +66,7 @@ def _synth_command(workspace: Path, model: Path) -> tuple[list[str], dict]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ASSISTANT_QUESTIONS": str(TINY_QUESTIONS),
            "ASSISTANT_MODEL_CACHE": str((REPO / "workspace" / "models").resolve()),
            # One chunk per generation batch, short generations: the run is slow enough to kill midway.
-           "ASSISTANT_SYNTH__BATCH_SIZE": "1", "ASSISTANT_SYNTH__MAX_NEW_TOKENS": "48"}
+           "ASSISTANT_SYNTH__BATCH_SIZE": "1", "ASSISTANT_SYNTH__MAX_NEW_TOKENS": "16"}
     command = [sys.executable, "-m", "assistant", "synth", "--generator", "hf", "--corpus", str(TINY_CORPUS),
                "--workspace", str(workspace), "--base-model", str(model), "--json"]
     return command, env
@@ -92,7 +92,7 @@ def test_a_killed_run_resumes_to_the_same_dataset_as_an_uninterrupted_one(tmp_pa
 
     overrides = {"corpus": str(TINY_CORPUS), "questions": str(TINY_QUESTIONS), "base_model": str(tiny_model_dir),
                  "model_cache": str((REPO / "workspace" / "models").resolve()),
-                 "synth": {"generator": "hf", "batch_size": 1, "max_new_tokens": 48}}
+                 "synth": {"generator": "hf", "batch_size": 1, "max_new_tokens": 16}}
     killed_cfg = load_config(overrides={**overrides, "workspace": str(killed)})
     chunks = load_chunks(killed_cfg)
     done_before_kill = cache_lines()

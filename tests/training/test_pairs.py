@@ -160,3 +160,9 @@ def test_openai_generator_without_url_is_a_clear_config_error(tiny_cfg):
     synth = tiny_cfg.synth.model_copy(update={"generator": "openai"})
     with pytest.raises(ConfigError, match="--generator-url"):
         make_generator(tiny_cfg.model_copy(update={"synth": synth}), [HOTELS])
+
+
+def test_llm_output_that_echoes_the_few_shot_example_is_malformed():
+    from training.generators import FEW_SHOT_ANSWER
+
+    assert parse_llm_points(HOTELS, FEW_SHOT_ANSWER) == ([], 1)
