@@ -60,7 +60,8 @@ def base_model_path(cfg: Config) -> Path | str:
     if cfg.base_model != PACKAGED_BASE_MODEL:
         return cfg.base_model
     cached = Path(cfg.model_cache) / "gemma3-270m"
-    if (cached / "config.json").exists() and any(cached.glob("*.safetensors")):
+    if (cached / "config.json").exists() and any(cached.glob("*.safetensors")) \
+            and "quantization_config" not in (cached / "config.json").read_text():
         return cached
     _convert_gguf(packaged_gguf(), cached)
     return cached
@@ -72,8 +73,11 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     print(f"Converting {gguf.name} to safetensors in {target} (once, ~40 s)...", flush=True)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # The weights are dequantized now; a leftover quantizer would make save_pretrained refuse.
+    # The weights are dequantized now: a leftover quantizer would make save_pretrained refuse, and a
+    # leftover quantization_config in config.json would make the Trainer refuse to train the copy.
     model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     scratch = target.with_name(target.name + ".partial")
     shutil.rmtree(scratch, ignore_errors=True)
     tokenizer.chat_template = CHAT_TEMPLATE

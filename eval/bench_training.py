@@ -96,6 +96,7 @@ def measure(cfg: Config, dataset: Path, variant: str, steps: int) -> dict:
     train_rows, _ = dataset_rows(read_dataset(dataset), tokenizer, cfg.train.max_seq_len)
     if packed:   # else TRL's own collator pads each batch to its longest pair, with an attention mask
         train_rows = pack_rows(train_rows, cfg.train.max_seq_len)
+    cfg.train.bf16 = overrides.get("bf16", True)    # fp32 variants load fp32 weights, bf16 ones bf16 weights
     model = lora_model(cfg)
     with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
         args = training_arguments(cfg, Path(scratch), has_validation=False, max_steps=steps, save_strategy="no",

@@ -244,10 +244,6 @@ def lora_model(cfg: Config):
         # With bf16 the frozen weights are stored in bf16 outright: autocast would otherwise cast every fp32
         # weight again at every step (2x slower here). The LoRA weights PEFT adds stay fp32.
         model, _ = load_base_model(cfg, dtype="bfloat16" if cfg.train.bf16 else "float32")
-        if getattr(model, "hf_quantizer", None) is not None:
-            # The packaged model was dequantized from GGUF, but its config still names the GGUF
-            # quantizer, which makes the Trainer refuse to train it.
-            model.hf_quantizer.remove_quantization_config(model)
     model.config.use_cache = False
     targets = cfg.train.target_modules
     lora = LoraConfig(r=cfg.train.lora_r, lora_alpha=cfg.train.lora_alpha, lora_dropout=cfg.train.lora_dropout,

@@ -36,7 +36,7 @@ def run_pipeline(cfg, stop_after: str | None = None) -> dict:
     stages = (
         ("index", lambda: build_index(cfg)),
         ("synth", lambda: build_dataset(cfg)),
-        ("train", lambda: train_adapter(cfg)),
+        ("train", lambda: train_adapter(cfg, resume=True)),
         ("eval", lambda: evaluate(cfg)),
     )
     results = {}

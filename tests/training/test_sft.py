@@ -142,7 +142,7 @@ def test_loss_falls_and_the_adapter_is_complete_and_loads(train_cfg, tmp_path):
     report = train_adapter(cfg, dataset, progress=False)
 
     stage = json.loads((report.adapter / "manifest.json").read_text())["metrics"]["stages"][0]
-    assert report.steps == stage["steps"] > 10
+    assert report.steps == stage["steps"] >= 6
     assert report.train_loss < stage["first_train_loss"] - 2.0
     assert report.val_loss is not None and report.tokens_per_s > 0
     for name in ("adapter_config.json", "adapter_model.safetensors", "manifest.json", "loss.png"):
