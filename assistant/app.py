@@ -10,6 +10,7 @@ Gradio only lays them out.
 """
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -220,6 +221,13 @@ def latest_report(cfg: Config) -> tuple[str, list[str], dict | None]:
     return f"_Report `{folder}`_\n\n{text}", [str(p) for p in sorted(folder.glob("*.png"))], summary
 
 
+def plots_html(paths: list[str]) -> str:
+    """The plots inlined as base64, so the browser needs no file access to the workspace."""
+    images = [f'<figure style="margin:0;flex:1 1 420px;max-width:640px"><img alt="{Path(p).stem}" style="width:100%" '
+              f'src="data:image/png;base64,{base64.b64encode(Path(p).read_bytes()).decode()}"></figure>' for p in paths]
+    return f'<div style="display:flex;flex-wrap:wrap;gap:16px">{"".join(images)}</div>' if images else ""
+
+
 # --- layout ---------------------------------------------------------------------------------------
 
 def build_app(assistant: Assistant) -> gr.Blocks:
@@ -286,23 +294,27 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         with gr.Tab("Evaluation", id="evaluation"):
             refresh = gr.Button("Reload the newest report", size="sm")
             report = gr.Markdown(elem_id="eval-report")
-            plots = gr.Gallery(label="Plots", columns=2, height=420, object_fit="contain", preview=False,
-                               elem_id="eval-plots")
+            plots = gr.HTML(elem_id="eval-plots")
             summary = gr.JSON(label="summary.json", open=False)
-            refresh.click(lambda: latest_report(cfg), None, [report, plots, summary], api_name=False)
 
-        app.load(lambda: (knowledge_status(cfg), *search_pairs(cfg, "train", ""), *latest_report(cfg)),
+            def show_report():
+                text, paths, figures = latest_report(cfg)
+                return text, plots_html(paths), figures
+
+            refresh.click(show_report, None, [report, plots, summary], api_name=False)
+
+        app.load(lambda: (knowledge_status(cfg), *search_pairs(cfg, "train", ""), *show_report()),
                  None, [status, pairs_summary, table, report, plots, summary], api_name=False)
     return app
 
 
 def launch(cfg: Config, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
-           share: bool = False, block: bool = True, assistant: Assistant | None = None):
+           block: bool = True, assistant: Assistant | None = None):
     """Start the app; with `block=False` returns (app, local URL) and keeps serving in the background."""
     app = build_app(assistant or Assistant(cfg))
     app.queue(default_concurrency_limit=1)
     _, url, _ = app.launch(
-        server_name=host, server_port=port, auth=auth, share=share, prevent_thread_lock=not block,
-        max_file_size=f"{cfg.index.max_file_mb:g}mb", allowed_paths=[str(cfg.evals_dir.resolve())],
+        server_name=host, server_port=port, auth=auth, share=False, prevent_thread_lock=not block,
+        max_file_size=f"{cfg.index.max_file_mb:g}mb",
         theme=gr.themes.Soft(), show_error=True, quiet=not block)
     return app, url

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_CORPUS, TINY_QUESTIONS
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY_CORPUS, TINY_QUESTIONS = FIXTURES / "tiny_corpus", FIXTURES / "tiny_questions.jsonl"
 
 FAST = ["--epochs", "1", "--limit", "4"]
 
