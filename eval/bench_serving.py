@@ -51,7 +51,6 @@ def bench_questions(cfg: Config, count: int) -> list[str]:
 def bench_retrieval(assistant: Assistant, questions: list[str]) -> list[dict]:
     """Search, the prompt, and its tokens: everything before the model runs."""
     tokenizer = assistant.generator.tokenizer
-    assistant.retriever.search(questions[0])       # opens the index and loads the embedder once
     timings, lengths = [], []
     for question in questions:
         start = time.perf_counter()
@@ -151,8 +150,12 @@ def run_bench(cfg: Config, quick: bool) -> list[dict]:
     assistant = Assistant(cfg)
     rows = [row("load model", round(time.perf_counter() - start, 1), "s", "",
                 f"adapter: {assistant.adapter or 'none'}; backend {cfg.answer.backend}")]
-    if not cfg.kb_dir.exists() and cfg.chroma_url is None:
-        return rows + [row("bench skipped", None, "", "", "no index: run `assistant index` first")]
+    from indexing.store import IndexNotFound
+
+    try:
+        assistant.retriever.search("warm-up")        # opens the index and loads the embedder once
+    except IndexNotFound as err:
+        return rows + [row("bench skipped", None, "", "", str(err))]
     stages = [
         ("retrieval", lambda: bench_retrieval(assistant, bench_questions(cfg, 20 if quick else 50))),
         ("paths", lambda: bench_paths(assistant, bench_questions(cfg, 2 if quick else 5), max_new_tokens)),
