@@ -17,8 +17,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tqdm import tqdm
-
 from assistant.answer import MODES, Assistant, prompt_messages
 from assistant.config import Config
 
@@ -162,10 +160,11 @@ def run_bench(cfg: Config, quick: bool) -> list[dict]:
         ("batching", lambda: bench_batching(assistant, bench_questions(cfg, 16), max_new_tokens)),
         ("sessions", lambda: bench_sessions(assistant, bench_questions(cfg, 20), 20, 16 if quick else max_new_tokens)),
     ]
-    with tqdm(stages, desc="bench serving", unit="stage", file=sys.stderr) as bar:
-        for name, measure in bar:
-            bar.set_postfix_str(name)
-            rows += measure()
+    # Plain progress lines: the app launched in the sessions stage patches tqdm (gradio's track_tqdm),
+    # which breaks a bar opened before it.
+    for number, (name, measure) in enumerate(stages, 1):
+        print(f"bench serving: stage {number}/{len(stages)}: {name}...", file=sys.stderr, flush=True)
+        rows += measure()
     return rows
 
 
