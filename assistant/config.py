@@ -46,7 +46,7 @@ class SynthConfig(Section):
     paraphrases: int = Field(4, ge=1, le=12, description="Differently phrased questions per content point; recall from the weights needs variety.")
     raft_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of QA items also emitted as RAFT pairs with retrieved context.")
     raft_oracle_fraction: float = Field(0.8, ge=0.0, le=1.0, description="Share of RAFT pairs whose context holds the right chunk; the rest get distractors only and learn to say so.")
-    raft_distractors: int = Field(3, ge=0, le=10, description="Distractor chunks in each RAFT context.")
+    raft_distractors: int = Field(2, ge=0, le=10, description="Distractor chunks in each RAFT context; 2 plus the oracle is the top-3 layout answers see, and keeps a pair under 512 tokens.")
     refusals: int = Field(40, ge=0, description="Refusal pairs for questions the knowledge base does not answer.")
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of source documents held out for validation.")
     near_duplicate_threshold: float = Field(0.9, gt=0.0, le=1.0, description="Jaccard (MinHash) above which two questions count as duplicates.")
@@ -62,7 +62,7 @@ class TrainConfig(Section):
     lora_alpha: int = Field(32, ge=1, description="LoRA scale numerator (alpha / r multiplies the update); alpha = 2r is the usual choice and keeps the learning rate meaningful when r changes with it.")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
     target_modules: str = Field("all-linear", description="Modules that get adapters ('all-linear' or a comma list such as q_proj,v_proj). All linear layers: facts live mostly in the MLPs, which attention-only LoRA leaves untouched; vLLM serves LoRA on all of them.")
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (5% warm-up, cosine decay); 2e-4 is the usual LoRA rate, ten times a full fine-tune's, since only the small adapter moves.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (5% warm-up, cosine decay). Higher than the usual 2e-4 because the CPU budget is 50 steps: after 15 steps on the shipped set, 1e-3 reached train/validation loss 2.11/2.64 against 2.60/2.96 at 2e-4.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training set; recall from the weights needs several, early stopping ends sooner when validation loss stops falling.")
     max_steps: int = Field(50, ge=0, description="Stop after this many optimizer steps (0: the epochs decide). 50 steps of 4 x 512 tokens (~100k tokens at ~170 tokens/s) is about 10 minutes on a 2-core CPU, the training share of the 30-minute pipeline; set 0 on a GPU.")
     batch_size: int = Field(4, ge=1, description="Packed rows per optimizer step (over all processes). 4 x 512 tokens keeps a CPU step near 12 s and peak memory near 6.5 GB.")
@@ -85,7 +85,7 @@ class AnswerConfig(Section):
     max_new_tokens: int = Field(96, ge=1, le=4096, description="Answer length limit in tokens.")
     history_turns: int = Field(4, ge=0, description="Earlier turns kept in the prompt.")
     max_question_chars: int = Field(4000, ge=100, description="Longer messages are truncated, with a visible note.")
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights for local generation; bfloat16 halves memory and runs faster on CPUs with AVX512-BF16 or AMX, and on GPUs.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="Weights for local generation. auto: bfloat16 on GPUs and on CPUs with AMX or AVX512-BF16 (2.2x faster prefill, 3x faster batched decoding here), else float32.")
 
 
 class EvalConfig(Section):
@@ -93,7 +93,9 @@ class EvalConfig(Section):
     judge_url: str | None = Field(None, description="OpenAI-compatible endpoint for LLM-judged RAGAS metrics.")
     judge_model: str | None = Field(None, description="Judge model name at that endpoint, or an HF id/path for a local judge.")
     limit: int | None = Field(None, ge=1, description="Score only the first N questions (quick runs).")
-    batch_size: int = Field(16, ge=1, description="Questions generated together; batching amortises the memory-bound LM head.")
+    batch_size: int = Field(8, ge=1, description="Questions generated together; batching amortises the memory-bound LM head (8 was fastest here with ~900-token RAG prompts: 1.07 s per hybrid answer, 1.15 s at 16, 4.7 s at 1).")
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="Answer length scored (references average 26 words, ~40 tokens); a rambling answer costs time but gains no key fact after this.")
+    validation_sample: int = Field(24, ge=0, description="Synthetic validation pairs also answered on every path (a seeded sample): they check that the held-out picture holds on the tuning distribution.")
 
 
 class Config(Section):

@@ -26,9 +26,6 @@ from eval import stats
 from eval.questions import Question, load_questions, load_validation_pairs, questions_hash
 
 ALL_MODES = ("base", "rag", "offline", "hybrid")
-# The synthetic split only checks that the held-out picture holds on the tuning distribution:
-# a fixed, seeded sample keeps its cost small next to the held-out set.
-VALIDATION_SAMPLE = 32
 
 
 @dataclass
@@ -71,7 +68,7 @@ def evaluate(cfg: Config, modes: Sequence[str] = ALL_MODES, questions_path: Path
     source = choose_questions(cfg, questions_path)
     heldout = source.questions[:cfg.eval.limit] if cfg.eval.limit else source.questions
     validation, validation_path = load_validation_pairs(cfg.datasets_dir)
-    validation = _sample(validation, VALIDATION_SAMPLE, cfg.seed)
+    validation = _sample(validation, cfg.eval.validation_sample, cfg.seed)
     general = load_questions(cfg.general_questions_path) if cfg.general_questions_path.exists() else []
     if cfg.eval.limit:
         validation, general = validation[:cfg.eval.limit], general[:cfg.eval.limit]
@@ -90,7 +87,7 @@ def evaluate(cfg: Config, modes: Sequence[str] = ALL_MODES, questions_path: Path
     settings = answer_settings(cfg, inputs["adapter"], inputs["index"])
     cache = cfg.evals_dir / ".answers.jsonl"
     common = dict(settings=settings, cache_path=cache, batch_size=cfg.eval.batch_size,
-                  max_new_tokens=cfg.answer.max_new_tokens, progress=progress)
+                  max_new_tokens=cfg.eval.max_new_tokens, progress=progress)
     answers = answer_all(assistant, heldout + validation, runnable, **common)
     general_modes = [m for m in ("base", "offline") if m in runnable] if "offline" in runnable else []
     general_answers = answer_all(assistant, general, general_modes, **common) if general_modes else []

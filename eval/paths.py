@@ -97,7 +97,7 @@ def _path_answer(question_id: str, mode: str, answer) -> PathAnswer:
 def answer_settings(cfg, adapter: str | None, index: str | None) -> dict:
     """The run settings that decide answers, for the cache key and the manifest."""
     return {"base_model": cfg.base_model, "adapter": adapter, "index": index, "prompt": PROMPT_VERSION,
-            "max_new_tokens": cfg.answer.max_new_tokens, "top_k": cfg.retrieve.top_k,
+            "max_new_tokens": cfg.eval.max_new_tokens, "top_k": cfg.retrieve.top_k,
             "retriever": cfg.retrieve.retriever, "backend": cfg.answer.backend}
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.config import ConfigError, load_config
+from assistant.config import ConfigError, TrainConfig, load_config
 
 
 def test_precedence(tmp_path, monkeypatch):
@@ -15,7 +15,7 @@ def test_precedence(tmp_path, monkeypatch):
     assert cfg.train.lora_r == 4          # from the file
     assert cfg.train.epochs == 2.0        # environment beats the file
     assert cfg.retrieve.top_k == 9        # flags beat everything
-    assert cfg.train.learning_rate == 2e-4  # default untouched
+    assert cfg.train.learning_rate == TrainConfig().learning_rate  # default untouched
 
 
 def test_bad_value_names_the_setting(tmp_path):

@@ -5,7 +5,7 @@ A record is `{"messages": [system, user, assistant], "meta": {...}}`: the messag
 at train time exactly what it sees at answer time. Four types:
 - qa: a question without context -> the point's short answer (recall from the weights);
 - points_to_output: "write a <type> section covering these points" -> the original section text;
-- raft: the question with retrieved context -> the answer citing the right block [n], or, when the
+- raft: the question with retrieved context -> "[n] answer", citing the right block first, or, when the
   context holds distractors only, the refusal sentence (the model must use retrieval and not trust it blindly);
 - refusal: a question the knowledge base does not answer -> the refusal sentence, with and without context.
 """
@@ -67,7 +67,9 @@ def raft_pair(question: str, answer: str, oracle: Chunk, retrieved: Sequence[Hit
                            doc_id=oracle.doc_id, generator=generator, prompt_version=prompt_version)
     position = rng.randint(0, len(others))
     hits = others[:position] + [Hit(chunk=oracle, score=1.0)] + others[position:]
-    cited = f"{answer.rstrip()} [{position + 1}]"
+    # The citation comes first: a small model that ends with "[n]" learns "[n]" as the end and, early in
+    # training, answers with the bare number; naming the block first, then copying from it, it does not.
+    cited = f"[{position + 1}] {answer.strip()}"
     return pair_record(question, cited, hits, pair_type="raft", chunk_ids=[oracle.id, *(h.chunk.id for h in others)],
                        doc_id=oracle.doc_id, generator=generator, prompt_version=prompt_version)
 

@@ -18,8 +18,8 @@ def add_answer_flags(parser) -> None:
     group.add_argument("--adapter", dest="answer.adapter", type=Path, metavar="PATH",
                        help="LoRA adapter folder (default: the newest under the workspace).")
     group.add_argument("--max-new-tokens", dest="answer.max_new_tokens", type=int, metavar="N", help="Answer length limit in tokens.")
-    group.add_argument("--dtype", dest="answer.dtype", choices=("float32", "bfloat16"),
-                       help="Weights for local generation (default float32; bfloat16 is faster on recent CPUs).")
+    group.add_argument("--dtype", dest="answer.dtype", choices=("auto", "float32", "bfloat16"),
+                       help="Weights for local generation (default auto: bfloat16 where the CPU or GPU runs it natively).")
     group.add_argument("--backend", dest="answer.backend", choices=("hf", "openai"),
                        help="Generate locally (hf) or through an OpenAI-compatible server (openai).")
     group.add_argument("--backend-url", dest="answer.backend_url", metavar="URL", help="That server's base URL, e.g. http://gpu:8000/v1.")

@@ -27,6 +27,8 @@ def add_arguments(parser):
                         help="Held-out questions (JSONL; only `question` is required). Default: the corpus's "
                              "eval/heldout.jsonl, else a generated set.")
     parser.add_argument("--limit", dest="eval.limit", type=int, help="Score only the first N questions.")
+    parser.add_argument("--max-new-tokens", dest="eval.max_new_tokens", type=int, metavar="N",
+                        help="Tokens each scored answer may have (default 64; references average ~40).")
     parser.add_argument("--judge-url", dest="eval.judge_url",
                         help="OpenAI-compatible endpoint for the LLM-judged RAGAS metrics.")
     parser.add_argument("--judge-model", dest="eval.judge_model", help="Judge model name at that endpoint.")

@@ -70,10 +70,10 @@ def test_raft_with_oracle_uses_the_answer_time_layout_and_cites_the_right_block(
         record = raft_pair("Hotel cap in Stuttgart?", answer, HOTELS, retrieved, with_oracle=True, distractors=2,
                            rng=random.Random(seed), generator="extractive", prompt_version="v1")
         user = record["messages"][-2]["content"]
-        cited = int(record["messages"][-1]["content"].rsplit("[", 1)[1].rstrip("]"))
+        cited = int(record["messages"][-1]["content"][1:].split("]", 1)[0])
         blocks = user.split("\n\n[")
         assert f"{cited}] Booking Business Travel > Hotels" in "\n\n[".join(blocks)
-        assert record["messages"][-1]["content"] == f"{answer} [{cited}]"
+        assert record["messages"][-1]["content"] == f"[{cited}] {answer}"
         assert user.count("] ") >= 3 and record["meta"]["chunk_ids"][0] == HOTELS.id
         hits = [Hit(c, 0) for c in [RECEIPTS, MILEAGE]]
         hits.insert(cited - 1, Hit(HOTELS, 1.0))
