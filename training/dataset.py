@@ -28,7 +28,7 @@ from indexing.records import Chunk
 from training.content_points import ContentPoint, write_content_points
 from training.gates import answer_of, apply_gates
 from training.generators import EXTRACTIVE_VERSION, LLM_PROMPT_VERSION, Generator, make_generator
-from training.pairs import (REFUSAL_VERSION, points_to_output_pair, qa_pairs, raft_pair, refusal_pair,
+from training.pairs import (PAIRS_VERSION, REFUSAL_VERSION, points_to_output_pair, qa_pairs, raft_pair, refusal_pair,
                             refusal_questions)
 from training.split import split_by_document
 
@@ -132,7 +132,7 @@ def write_dataset(folder: Path, train: list[dict], validation: list[dict], repor
 
 def prompt_versions() -> dict[str, str]:
     return {"answer": PROMPT_VERSION, "extractive": EXTRACTIVE_VERSION, "llm": LLM_PROMPT_VERSION,
-            "refusal": REFUSAL_VERSION}
+            "refusal": REFUSAL_VERSION, "pairs": PAIRS_VERSION}
 
 
 def build_pairs(cfg: Config, chunks: list[Chunk], points: dict[str, list[ContentPoint]], generator: Generator,

@@ -22,7 +22,7 @@ from assistant.prompts import REFUSAL
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'&-]*")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
-_CITATION = re.compile(r"\s*\[\d+\]\s*$")
+_CITATION = re.compile(r"^\s*\[\d+\]\s*|\s*\[\d+\]\s*$")   # "[2] answer" (RAFT) or "answer [2]"
 _FILLER = frozenset("""a an the and or but if of for to in on at by with from is are was were be been it its this that
 these those you your i my we our they their as so not no can may must will would should do does per than then
 there here what which who whom when where how""".split())

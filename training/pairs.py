@@ -20,6 +20,7 @@ from indexing.records import Chunk, Hit
 from training.content_points import ContentPoint
 
 REFUSAL_VERSION = "refusal-templates-v1"
+PAIRS_VERSION = "raft-cites-first-v1"     # the layout of the pairs themselves; a change rebuilds the dataset
 
 
 def pair_record(question: str, answer: str, hits: Sequence[Hit] | None, *, pair_type: str, chunk_ids: Sequence[str],

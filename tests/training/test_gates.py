@@ -36,6 +36,7 @@ def test_the_same_question_with_and_without_context_is_not_a_duplicate():
 
 def test_groundedness_rejects_answers_their_source_does_not_support():
     assert is_grounded("The nightly cap for Stuttgart is €165. [2]", SOURCE)
+    assert is_grounded("[3] The nightly cap for Stuttgart is €165.", SOURCE)   # the citation's number is no claim
     assert not is_grounded("The nightly cap for Stuttgart is €185.", SOURCE)                 # wrong figure
     assert not is_grounded("Stuttgart hotels need written approval from the CFO and two receipts.", SOURCE)
     assert is_grounded(REFUSAL, SOURCE)                                                        # refusals assert nothing
