@@ -99,7 +99,60 @@ def _read_markdown(path: Path) -> SourceDocument:
         text = text[match.end():]
     title = str(front.get("title") or _first_heading(text) or path.stem)
     doc_id = str(front.get("id") or path.stem)
-    return SourceDocument(doc_id, title, str(path), "markdown", [(None, text)])
+    return SourceDocument(doc_id, title, str(path), "markdown", [(None, linearise_wide_tables(strip_link_targets(text)))])
+
+
+_LINK = re.compile(r"!?\[([^\]]*)\]\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)")
+
+
+def strip_link_targets(text: str) -> str:
+    """`[Paid Leave Oregon](https://...)` -> `Paid Leave Oregon`: a URL is dozens of tokens that the
+    embedder reads as noise and a small model copies into answers; the words carry the meaning."""
+    return _LINK.sub(lambda m: m.group(1), text)
+
+
+WIDE_ROW_CHARS = 300
+
+
+def linearise_wide_tables(text: str) -> str:
+    """A Markdown table with a row longer than WIDE_ROW_CHARS becomes one line per cell,
+    `row label, column header: cell`. A chunk of a wide table otherwise holds a few cells cut off from
+    their header row (a job-level matrix: whose "Scope" is this?); a line that names its row and column
+    is understood alone. Narrow tables stay tables: they fit in a chunk with their header."""
+    lines, out, n = text.split("\n"), [], 0
+    while n < len(lines):
+        block = []
+        while n < len(lines) and lines[n].lstrip().startswith("|"):
+            block.append(lines[n])
+            n += 1
+        if not block:
+            out.append(lines[n])
+            n += 1
+            continue
+        is_table = len(block) >= 2 and re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", block[1]) is not None
+        if not is_table or max(len(row) for row in block) <= WIDE_ROW_CHARS:
+            out.extend(block)
+            continue
+        header = _cells(block[0])
+        for row in block[2:]:
+            cells = _cells(row)
+            label = _unemphasise(cells[0]) if cells else ""
+            values = [(h, c) for h, c in zip(header[1:], cells[1:]) if c.strip()]
+            if not values:                      # a row that only names a group, such as "**Skill**"
+                out.extend(["", f"{label}:"] if label else [])
+                continue
+            out.append("")
+            out.extend(f"- {label + ', ' if label else ''}{_unemphasise(h)}: {c.strip()}" for h, c in values)
+        out.append("")
+    return "\n".join(out)
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def _unemphasise(text: str) -> str:
+    return text.strip().strip("*_").strip()
 
 
 def _first_heading(text: str) -> str | None:

@@ -63,3 +63,27 @@ def test_bad_file_is_refused_with_a_reason(broken_files, name, reason):
 def test_oversize_file_names_the_limit_and_the_setting(broken_files):
     with pytest.raises(UnreadableFile, match=r"over the 1 MB limit.*max_file_mb"):
         read_document(broken_files / "huge.md", max_file_mb=1)
+
+
+def test_markdown_links_keep_their_words_and_lose_their_targets(tmp_path):
+    doc = tmp_path / "leave.md"
+    doc.write_text("# Leave\n\nSee [Paid Leave Oregon](https://paidleave.example.gov/apply.html/#what) and "
+                   "![the poster](img/poster(1).png \"Poster\") for details.\n", encoding="utf-8")
+    text = read_document(doc, 1.0).pages[0][1]
+    assert "See Paid Leave Oregon and the poster for details." in text
+    assert "http" not in text and "png" not in text
+
+
+def test_wide_tables_become_one_line_per_cell_and_narrow_tables_stay(tmp_path):
+    long = "Works through hard problems alone and explains the trade-offs to the team. " * 5
+    wide = ("| Category | Junior (L1) | Senior (L3) |\n| --- | --- | --- |\n| **Skill** | | |\n"
+            f"| *Scope* | Routine tickets. | {long} |\n")
+    narrow = "| Segment | Class |\n|---|---|\n| Up to 6 hours | Economy |\n"
+    doc = tmp_path / "titles.md"
+    doc.write_text(f"# Titles\n\n{wide}\nAfter the table.\n\n{narrow}", encoding="utf-8")
+    text = read_document(doc, 1.0).pages[0][1]
+    assert "Skill:" in text
+    assert "- Scope, Junior (L1): Routine tickets." in text
+    assert f"- Scope, Senior (L3): {long.strip()}" in text
+    assert "| --- |" not in text and "After the table." in text
+    assert narrow.strip() in text                      # short rows fit a chunk with their header: kept as they are
