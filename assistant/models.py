@@ -150,8 +150,7 @@ def _contiguous_input(module, args):
 
 
 def load_tuned_model(cfg: Config, adapter: Path, dtype: str = "float32"):
-    """The base model with a LoRA adapter on top; `with model.disable_adapter():` gives the base back,
-    so the four answer paths share one copy of the weights."""
+    """The base model with a LoRA adapter on top (a PEFT model: `merge_and_unload()` makes it a plain one)."""
     from peft import PeftModel
 
     if not (Path(adapter) / "adapter_config.json").exists():

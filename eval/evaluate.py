@@ -205,8 +205,8 @@ def measure_forgetting(cfg: Config, assistant, rows: list[dict], general: list[Q
     else:
         from eval.paths import reference_perplexity
 
-        base = reference_perplexity(generator.model, generator.tokenizer, general, tuned=False, progress=progress)
-        tuned = reference_perplexity(generator.model, generator.tokenizer, general, tuned=True, progress=progress)
+        base = reference_perplexity(generator.base, generator.tokenizer, general, label="base", progress=progress)
+        tuned = reference_perplexity(generator.tuned, generator.tokenizer, general, label="tuned", progress=progress)
         # A rise in perplexity is forgetting: base - tuned is negative then, like a fall in accuracy.
         result["perplexity"] = _drop(base, tuned, samples, seed)
     drop = result["key_fact_accuracy"]["drop"]

@@ -101,22 +101,16 @@ def answer_settings(cfg, adapter: str | None, index: str | None) -> dict:
             "retriever": cfg.retrieve.retriever, "backend": cfg.answer.backend}
 
 
-def reference_perplexity(model, tokenizer, questions: Sequence[Question], *, tuned: bool,
+def reference_perplexity(model, tokenizer, questions: Sequence[Question], *, label: str,
                          batch_size: int = 8, progress: bool = True) -> dict[str, float | None]:
-    """Perplexity of each question's reference answer after the prompt, per question id.
-
-    The base model is the tuned one with its LoRA adapter switched off (`disable_adapter`), so
-    both are measured on the same weights; only answer tokens count toward the loss."""
-    import contextlib
-
+    """Perplexity of each question's reference answer after the prompt, per question id; only answer
+    tokens count toward the loss. `label` names the model on the progress bar."""
     import torch
-    from peft import PeftModel
 
-    switch = model.disable_adapter() if not tuned and isinstance(model, PeftModel) else contextlib.nullcontext()
     scored = [q for q in questions if q.reference]
     result: dict[str, float | None] = {q.id: None for q in questions}
-    with switch, torch.inference_mode():
-        for start in tqdm(range(0, len(scored), batch_size), desc=f"perplexity ({'tuned' if tuned else 'base'})",
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(scored), batch_size), desc=f"perplexity ({label})",
                           disable=not progress, file=sys.stderr):
             batch = scored[start:start + batch_size]
             for question, value in zip(batch, _batch_perplexity(model, tokenizer, batch)):

@@ -115,17 +115,21 @@ WIDE_ROW_CHARS = 300
 
 
 def linearise_wide_tables(text: str) -> str:
-    """A Markdown table with a row longer than WIDE_ROW_CHARS becomes one line per cell,
-    `row label, column header: cell`. A chunk of a wide table otherwise holds a few cells cut off from
-    their header row (a job-level matrix: whose "Scope" is this?); a line that names its row and column
-    is understood alone. Narrow tables stay tables: they fit in a chunk with their header."""
-    lines, out, n = text.split("\n"), [], 0
+    """A Markdown table with a row longer than WIDE_ROW_CHARS becomes one section per column, each cell a
+    line `- row label: cell` under a heading that names the column. A wide table is a matrix such as a
+    career ladder (levels across, skills down); cut into chunks by rows, a chunk holds a few cells cut off
+    from the header that says whose they are. A reader asks about one column ("what does a Lead Programmer
+    do?"), so each column becomes a section of its own, cited by its header. Narrow tables stay tables:
+    they fit in a chunk with their header."""
+    lines, out, n, level = text.split("\n"), [], 0, 1
     while n < len(lines):
         block = []
         while n < len(lines) and lines[n].lstrip().startswith("|"):
             block.append(lines[n])
             n += 1
         if not block:
+            heading = re.match(r"^\s{0,3}(#{1,6})\s", lines[n])
+            level = len(heading.group(1)) if heading else level
             out.append(lines[n])
             n += 1
             continue
@@ -133,16 +137,17 @@ def linearise_wide_tables(text: str) -> str:
         if not is_table or max(len(row) for row in block) <= WIDE_ROW_CHARS:
             out.extend(block)
             continue
-        header = _cells(block[0])
-        for row in block[2:]:
-            cells = _cells(row)
-            label = _unemphasise(cells[0]) if cells else ""
-            values = [(h, c) for h, c in zip(header[1:], cells[1:]) if c.strip()]
-            if not values:                      # a row that only names a group, such as "**Skill**"
-                out.extend(["", f"{label}:"] if label else [])
-                continue
-            out.append("")
-            out.extend(f"- {label + ', ' if label else ''}{_unemphasise(h)}: {c.strip()}" for h, c in values)
+        header, rows = _cells(block[0]), [_cells(row) for row in block[2:]]
+        for column, name in enumerate(header[1:], 1):
+            out += ["", f"{'#' * min(level + 1, 6)} {_unemphasise(name)}", ""]
+            group = ""
+            for cells in rows:
+                label = _unemphasise(cells[0]) if cells else ""
+                value = cells[column].strip() if column < len(cells) else ""
+                if not any(c.strip() for c in cells[1:]):     # a row that only names a group, such as "**Skill**"
+                    group = label
+                elif value:
+                    out.append(f"- {group + ', ' if group else ''}{label + ': ' if label else ''}{value}")
         out.append("")
     return "\n".join(out)
 

@@ -74,16 +74,17 @@ def test_markdown_links_keep_their_words_and_lose_their_targets(tmp_path):
     assert "http" not in text and "png" not in text
 
 
-def test_wide_tables_become_one_line_per_cell_and_narrow_tables_stay(tmp_path):
+def test_wide_tables_become_one_section_per_column_and_narrow_tables_stay(tmp_path):
     long = "Works through hard problems alone and explains the trade-offs to the team. " * 5
     wide = ("| Category | Junior (L1) | Senior (L3) |\n| --- | --- | --- |\n| **Skill** | | |\n"
-            f"| *Scope* | Routine tickets. | {long} |\n")
+            f"| *Scope* | Routine tickets. | {long} |\n| *Judgment* | | Knows when to ask. |\n")
     narrow = "| Segment | Class |\n|---|---|\n| Up to 6 hours | Economy |\n"
     doc = tmp_path / "titles.md"
-    doc.write_text(f"# Titles\n\n{wide}\nAfter the table.\n\n{narrow}", encoding="utf-8")
+    doc.write_text(f"# Titles\n\n## Expectations\n\n{wide}\nAfter the table.\n\n{narrow}", encoding="utf-8")
     text = read_document(doc, 1.0).pages[0][1]
-    assert "Skill:" in text
-    assert "- Scope, Junior (L1): Routine tickets." in text
-    assert f"- Scope, Senior (L3): {long.strip()}" in text
+    junior, senior = text.index("### Junior (L1)"), text.index("### Senior (L3)")
+    assert junior < text.index("- Skill, Scope: Routine tickets.") < senior
+    assert senior < text.index(f"- Skill, Scope: {long.strip()}") < text.index("- Skill, Judgment: Knows when to ask.")
+    assert text.count("Judgment") == 1                 # an empty cell writes no line
     assert "| --- |" not in text and "After the table." in text
     assert narrow.strip() in text                      # short rows fit a chunk with their header: kept as they are
