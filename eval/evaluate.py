@@ -36,7 +36,7 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         heldout = self.summary["sets"]["heldout"]
-        return {"report": str(self.report_dir / "report.md"), "report_dir": str(self.report_dir),
+        return {"report": str(self.report_dir / "report.md"), "report_dir": str(self.report_dir), "table": self.table,
                 "paths": heldout["paths"], "differences": heldout["differences"],
                 "recommendation": self.summary["recommendation"], "forgetting": self.summary["forgetting"],
                 "questions": self.summary["questions"]}

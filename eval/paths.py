@@ -133,11 +133,13 @@ def _batch_perplexity(model, tokenizer, batch: Sequence[Question]) -> list[float
     labels[encoded["attention_mask"] == 0] = -100
     for row, length in enumerate(prompt_lengths):
         labels[row, :length] = -100
-    logits = model(**encoded).logits[:, :-1].float()                        # [batch, seq-1, vocab]
-    targets = labels[:, 1:]
-    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
-    mask = targets != -100
-    per_row = (losses * mask).sum(1) / mask.sum(1).clamp(min=1)
+    # Position p predicts token p + 1; the 262k-wide head runs only where that token is an answer token.
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100
+    logits = model(**encoded, logits_to_keep=keep).logits.float()          # [answer tokens, vocab]
+    losses = torch.nn.functional.cross_entropy(logits, labels[:, 1:][keep[:, :-1]], reduction="none")
+    rows = torch.arange(labels.shape[0]).unsqueeze(1).expand_as(labels)[keep]   # the row of each answer token
+    per_row = torch.zeros(labels.shape[0]).index_add_(0, rows, losses) / keep.sum(1).clamp(min=1)
     return [math.exp(min(float(v), 50.0)) for v in per_row]
 
 

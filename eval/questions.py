@@ -9,6 +9,7 @@ A malformed line raises `QuestionsError` naming `file:line` and what to change.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -110,7 +111,8 @@ def question_part(user_turn: str) -> str:
 
 
 def load_validation_pairs(datasets_dir: Path) -> tuple[list[Question], Path | None]:
-    """The newest synthetic dataset's validation split as questions (reference = the assistant turn).
+    """The newest synthetic dataset's validation split as questions (reference = the assistant turn,
+    key facts = the figures it states; an answer without one has none, and is scored on the other metrics).
 
     RAFT pairs repeat a QA pair's question with context; the first occurrence is kept."""
     dataset = latest_artifact(datasets_dir) if Path(datasets_dir).exists() else None
@@ -135,11 +137,20 @@ def load_validation_pairs(datasets_dir: Path) -> tuple[list[Question], Path | No
         seen.add(text)
         meta = pair.get("meta") or {}
         questions.append(Question(
-            id=f"val-{number}", question=text, reference=reference,
+            id=f"val-{number}", question=text, reference=reference, key_facts=_stated_figures(reference),
             source_ids=(meta["doc_id"],) if meta.get("doc_id") else None,
             kind=UNANSWERABLE if meta.get("type") == "refusal" else "synthetic",
         ))
     return questions, path
+
+
+def _stated_figures(reference: str) -> tuple[str, ...] | None:
+    """A synthetic answer's key facts: the figures, codes and addresses it states (its citations left out),
+    the same reading the synthesis used to keep distractors from answering a RAFT question."""
+    from training.pairs import answer_figures
+
+    figures = answer_figures(re.sub(r"\[\d+\]", " ", reference))
+    return tuple(dict.fromkeys(figures)) or None
 
 
 def questions_hash(questions: list[Question]) -> str:

@@ -46,7 +46,8 @@ def test_validation_pairs_become_questions(tmp_path):
     dataset.mkdir(parents=True)
     (dataset / "manifest.json").write_text("{}")
     pairs = [
-        {"messages": [{"role": "user", "content": "What is the cap?"}, {"role": "assistant", "content": "$310."}],
+        {"messages": [{"role": "user", "content": "What is the cap?"},
+                      {"role": "assistant", "content": "[2] $310 a night, TR-88 first."}],
          "meta": {"type": "qa", "doc_id": "travel"}},
         {"messages": [{"role": "user", "content": "Context:\n[1] x\n\nQuestion: What is the cap?"},
                       {"role": "assistant", "content": "$310 [1]."}], "meta": {"type": "raft", "doc_id": "travel"}},
@@ -58,5 +59,6 @@ def test_validation_pairs_become_questions(tmp_path):
     questions, path = load_validation_pairs(tmp_path / "datasets")
     assert path == dataset / "validation.jsonl"
     assert [q.question for q in questions] == ["What is the cap?", "Who won the cup?"]
-    assert questions[0].reference == "$310." and questions[0].source_ids == ("travel",)
-    assert questions[1].unanswerable
+    assert questions[0].reference == "[2] $310 a night, TR-88 first." and questions[0].source_ids == ("travel",)
+    assert questions[0].key_facts == ("$310", "TR-88")      # the figures it states; the citation is none
+    assert questions[1].unanswerable and questions[1].key_facts is None
