@@ -65,7 +65,7 @@ class TrainConfig(Section):
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (5% warm-up, cosine decay). Higher than the usual 2e-4 because the CPU budget is 50 steps: after 15 steps on the shipped set, 1e-3 reached train/validation loss 2.11/2.64 against 2.60/2.96 at 2e-4.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training set; recall from the weights needs several, early stopping ends sooner when validation loss stops falling.")
     max_steps: int = Field(50, ge=0, description="Stop after this many optimizer steps (0: the epochs decide). 50 steps of 4 x 512 tokens (~100k tokens at ~145 tokens/s, plus validation and checkpoints) took 14.5 minutes on this 2-core CPU, the training share of the 30-minute pipeline; set 0 on a GPU.")
-    batch_size: int = Field(4, ge=1, description="Packed rows per optimizer step (over all processes). 4 x 512 tokens keeps a CPU step near 12 s and peak memory near 6.5 GB.")
+    batch_size: int = Field(4, ge=1, description="Packed rows per optimizer step (over all processes). 4 x 512 tokens keeps a CPU step near 15 s and peak memory near 6.5 GB.")
     max_seq_len: int = Field(512, ge=32, description="Tokens per training sequence.")
     eval_steps: int = Field(20, ge=1, description="Validation loss (and a checkpoint for --resume) every N steps.")
     max_val_pairs: int = Field(64, ge=1, description="Validation pairs scored at each evaluation (a fixed seeded sample): enough for a stable loss, cheap next to training.")

@@ -190,8 +190,9 @@ apply applies appear appears charges charged find follow take takes give gives s
 
 def _content_runs(text: str) -> list[list[str]]:
     runs: list[list[str]] = [[]]
-    for token in re.findall(r"[A-Za-z][A-Za-z'&-]*|[^\sA-Za-z]+", text):
-        if token[0].isalpha() and token.lower() not in STOPWORDS and len(token) > 2 and not token.endswith("ly"):
+    # A word may open with digits ("37signals", "3M"): split there, it would read "signals".
+    for token in re.findall(r"\d*[A-Za-z][A-Za-z0-9'&-]*|[^\sA-Za-z0-9]+|\d+", text):
+        if re.match(r"\d*[A-Za-z]", token) and token.lower() not in STOPWORDS and len(token) > 2 and not token.endswith("ly"):
             runs[-1].append(token)
         elif runs[-1]:
             runs.append([])

@@ -23,7 +23,7 @@ from assistant.manifest import sha256_json
 from indexing.records import Chunk
 from training.content_points import ContentPoint, KeyUnit, key_units, point_id, word_weights
 
-EXTRACTIVE_VERSION = "extractive-templates-v2"
+EXTRACTIVE_VERSION = "extractive-templates-v3"
 LLM_PROMPT_VERSION = "qa-lines-v1"
 
 
