@@ -69,7 +69,7 @@ def answer_all(assistant, questions: Sequence[Question], modes: Sequence[str], *
             waiting = [q for q, m in todo if m == mode]
             # answer_batch sorts what it gets by length into batches of `batch_size`; handing it a few
             # batches at once lets it group similar lengths, and each call is one checkpoint.
-            step = batch_size * 4
+            step = batch_size * 4          # also one whole batch on the paths without retrieval
             for start in range(0, len(waiting), step):
                 batch = waiting[start:start + step]
                 answers = assistant.answer_batch([q.question for q in batch], mode, max_new_tokens=max_new_tokens)
