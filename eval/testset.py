@@ -69,7 +69,7 @@ def held_out_doc_ids(cfg: Config) -> set[str]:
 
 
 def _sentences(text: str) -> list[str]:
-    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text).replace("**", "").replace("`", "")
+    text = text.replace("**", "").replace("`", "")     # link targets went at ingest (strip_link_targets)
     pieces = []
     for line in text.splitlines():
         line = line.strip().strip("|").strip()

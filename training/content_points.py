@@ -85,7 +85,7 @@ class KeyUnit:
 
 
 def clean_markdown(text: str) -> str:
-    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
+    # Link targets are already gone: indexing.ingest.strip_link_targets drops them before chunking.
     text = text.replace("**", "").replace("__", "").replace("`", "")
     return re.sub(r"\s+", " ", text).strip()
 
