@@ -29,7 +29,7 @@ class IndexConfig(Section):
     chunk_overlap: int = Field(48, ge=0, description="Tokens shared by neighbouring chunks, so a fact cut at a boundary survives in one of them.")
     max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped with a reason.")
     embed_batch_size: int = Field(64, ge=1, description="Chunks embedded per forward pass.")
-    embed_bf16: bool = Field(True, description="Embed in bf16 on CPUs with AMX/AVX512-bf16 (2.6x faster here, cosine >= 0.998 to fp32).")
+    embed_bf16: Literal["auto"] | bool = Field("auto", description="Embed in bf16: auto = where the hardware computes bf16 natively (AMX/AVX512-BF16 CPUs, bf16 GPUs: 2.6x faster on an AVX512-BF16 EPYC, cosine >= 0.998 to fp32); fp32 elsewhere, where bf16 falls back to a reference GEMM.")
     collection: str = Field("chunks", min_length=3, description="Chroma collection name (3+ characters, Chroma's rule).")
 
 
@@ -64,14 +64,15 @@ class TrainConfig(Section):
     target_modules: str = Field("all-linear", description="Modules that get adapters ('all-linear' or a comma list such as q_proj,v_proj). All linear layers: facts live mostly in the MLPs, which attention-only LoRA leaves untouched; vLLM serves LoRA on all of them.")
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (5% warm-up, cosine decay). Higher than the usual 2e-4 because the CPU budget is 50 steps: after 15 steps on the shipped set, 1e-3 reached train/validation loss 2.11/2.64 against 2.60/2.96 at 2e-4.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training set; recall from the weights needs several, early stopping ends sooner when validation loss stops falling.")
-    max_steps: int = Field(50, ge=0, description="Stop after this many optimizer steps (0: the epochs decide). 50 steps of 4 x 512 tokens (~100k tokens at ~145 tokens/s, plus validation and checkpoints) took 14.5 minutes on this 2-core CPU, the training share of the 30-minute pipeline; set 0 on a GPU.")
+    budget_minutes: float = Field(12.0, ge=0, description="Training time budget: the first steps are timed and the step count set to what fits (0: no budget, the epochs or --max-steps decide). 12 minutes keeps `assistant run` on the shipped corpus within 30 minutes on a 2-core CPU, bf16 or fp32; the epochs still cap it, so a fast machine stops after `epochs` passes.")
+    max_steps: int = Field(0, ge=0, description="A fixed number of optimizer steps, replacing the time budget (0: the budget decides).")
     batch_size: int = Field(4, ge=1, description="Packed rows per optimizer step (over all processes). 4 x 512 tokens keeps a CPU step near 15 s and peak memory near 6.5 GB.")
     max_seq_len: int = Field(512, ge=32, description="Tokens per training sequence.")
     eval_steps: int = Field(20, ge=1, description="Validation loss (and a checkpoint for --resume) every N steps.")
     max_val_pairs: int = Field(64, ge=1, description="Validation pairs scored at each evaluation (a fixed seeded sample): enough for a stable loss, cheap next to training.")
     early_stopping_patience: int = Field(3, ge=1, description="Stop when validation loss has not improved for this many evaluations.")
     overfit_evals: int = Field(2, ge=1, description="Overfitting guard: stop when validation loss rose this many evaluations in a row while training loss fell.")
-    bf16: bool = Field(True, description="bf16 autocast (AMX on this CPU; tensor cores on a GPU).")
+    bf16: Literal["auto"] | bool = Field("auto", description="bf16 weights and autocast: auto = where the hardware computes bf16 natively (AMX/AVX512-BF16 CPUs, bf16 GPUs); fp32 elsewhere (a bf16 matmul ran 150x slower than fp32 on an AVX2-only EPYC).")
     qlora: bool = Field(False, description="4-bit base weights with bitsandbytes (CUDA only).")
     merge: bool = Field(False, description="Also write the adapter merged into the base weights.")
 

@@ -67,7 +67,11 @@ def hardware() -> dict[str, Any]:
     try:
         import torch
 
+        from assistant.models import cpu_name, native_bf16
+
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        info["cpu"] = cpu_name()
+        info["native_bf16"] = native_bf16()
     except ImportError:
         pass
     return info

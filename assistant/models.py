@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,7 +105,13 @@ def load_tokenizer(cfg: Config) -> PreTrainedTokenizerBase:
 
 
 def native_bf16() -> bool:
-    """Whether this machine computes in bfloat16 natively: a CUDA GPU that does, or AMX / AVX512-BF16."""
+    """Whether this machine computes in bfloat16 natively: a CUDA GPU that does, or an x86 CPU with AMX or
+    AVX512-BF16. Elsewhere (AVX2-only x86, Arm, Apple silicon) PyTorch's CPU bf16 matmul falls back to a
+    reference GEMM: 150x slower than fp32 on a 2-core AVX2 EPYC (2048x640 @ 640x2048: 23.4 s vs 159 ms).
+    `ASSISTANT_NATIVE_BF16=0|1` overrides the detection (tests, and a user who measured otherwise)."""
+    forced = os.environ.get("ASSISTANT_NATIVE_BF16", "").strip().lower()
+    if forced in ("0", "1", "true", "false", "yes", "no"):
+        return forced in ("1", "true", "yes")
     import torch
 
     if torch.cuda.is_available():
@@ -116,8 +123,71 @@ def native_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+_WARNED: set[str] = set()
+
+
+def use_bf16(setting: bool | str, what: str) -> bool:
+    """The one decision on bf16 for `what` ("training", "embedding", "answering"): "auto" follows the
+    hardware; an explicit True on a machine without native bf16 is honoured, with one warning that gives
+    the measured cost."""
+    if setting == "auto":
+        return native_bf16()
+    if setting and not native_bf16() and what not in _WARNED:
+        _WARNED.add(what)
+        print(f"warning: bf16 {what} was asked for, but this machine has no native bf16 (no AMX/AVX512-BF16 or "
+              f"bf16 GPU): a bf16 matmul ran {bf16_slowdown():.0f}x slower than fp32 here. Set it to auto or false.",
+              file=sys.stderr)
+    return bool(setting)
+
+
+def bf16_slowdown() -> float:
+    """How many times slower a bf16 matmul at the model's width runs than an fp32 one, measured now."""
+    import torch
+
+    a, b = torch.randn(64, 640), torch.randn(640, 640)
+    times = []
+    for dtype in (torch.float32, torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        x @ y
+        start = time.perf_counter()
+        for _ in range(3):
+            x @ y
+        times.append(time.perf_counter() - start)
+    return times[1] / max(times[0], 1e-9)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def hardware_note() -> str:
+    """One line for stage headers and manifests: the processor and whether it computes bf16 natively."""
+    import torch
+
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"{cpu_name()}, {os.cpu_count()} cores"
+    return f"{device}; native bf16: {'yes' if native_bf16() else 'no'}"
+
+
+def precision_name(bf16: bool) -> str:
+    return "bf16" if bf16 else "fp32"
+
+
 def resolve_dtype(dtype: str) -> str:
-    return ("bfloat16" if native_bf16() else "float32") if dtype == "auto" else dtype
+    """"auto" -> bfloat16 where the hardware computes it natively, else float32; an explicit dtype stays."""
+    if dtype == "float32":
+        return dtype
+    return "bfloat16" if use_bf16("auto" if dtype == "auto" else True, "answering") else "float32"
 
 
 def load_base_model(cfg: Config, dtype: str = "float32") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -58,7 +58,9 @@ def _throughput_rows(cfg: Config) -> list[dict]:
         model.encode(texts, batch_size=cfg.index.embed_batch_size, normalize_embeddings=True, show_progress_bar=False)
         raw_s = time.perf_counter() - start
     pipeline, raw = report.chunks_added / pipeline_s, len(texts) / raw_s
-    precision = "bf16" if cfg.index.embed_bf16 else "fp32"
+    from assistant.models import precision_name, use_bf16
+
+    precision = precision_name(use_bf16(cfg.index.embed_bf16, "embedding"))
     return [
         _row(f"raw SentenceTransformer.encode ({precision})", len(texts), round(raw, 1), note="ceiling"),
         _row("build_index: read+chunk+embed+store", report.chunks_added, round(pipeline, 1),

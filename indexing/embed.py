@@ -55,7 +55,7 @@ def load_cached_embedder(cfg: Config, device: str | None = None) -> SentenceTran
     return _cached_embedder(embedder_path(cfg), device)
 
 
-def embed_texts(model: SentenceTransformer, texts: list[str], *, batch_size: int = 64, bf16: bool = True,
+def embed_texts(model: SentenceTransformer, texts: list[str], *, batch_size: int = 64, bf16: bool | str = "auto",
                 progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Unit vectors, shape (len(texts), dim), float32. `progress(n)` is called after each batch of n."""
     # Longest first, so each batch pads to similar lengths (what encode() does within one call).
@@ -71,7 +71,7 @@ def embed_texts(model: SentenceTransformer, texts: list[str], *, batch_size: int
     return vectors
 
 
-def embed_query_batch(model: SentenceTransformer, queries: list[str], *, bf16: bool = True) -> np.ndarray:
+def embed_query_batch(model: SentenceTransformer, queries: list[str], *, bf16: bool | str = "auto") -> np.ndarray:
     """Query vectors. One query runs on one thread: a 10-token forward pass gains nothing from a second
     core, and waiting on a busy one cost 20x here (p50 484 ms vs 7 ms on a loaded 2-core machine)."""
     import torch
@@ -86,10 +86,13 @@ def embed_query_batch(model: SentenceTransformer, queries: list[str], *, bf16: b
         torch.set_num_threads(threads)
 
 
-def bf16_autocast(model: SentenceTransformer, bf16: bool):
+def bf16_autocast(model: SentenceTransformer, bf16: bool | str):
+    """bf16 autocast where `bf16` (True, False or "auto": the hardware decides) says so."""
     import torch
 
-    if not bf16:
+    from assistant.models import use_bf16
+
+    if not use_bf16(bf16, "embedding"):
         return contextlib.nullcontext()
     return torch.autocast(device_type=model.device.type, dtype=torch.bfloat16)
 

@@ -29,11 +29,12 @@ from typing import Any
 from assistant.config import Config, ConfigError
 from assistant.manifest import (atomic_folder, build_manifest, is_up_to_date, latest_artifact, read_manifest,
                                 sha256_files, sha256_json, write_manifest)
-from assistant.models import base_model_path, load_base_model, load_tokenizer
+from assistant.models import (base_model_path, hardware_note, load_base_model, load_tokenizer, precision_name,
+                              use_bf16)
 from assistant.prompts import END_OF_TURN
 from training.cpt import corpus_rows
-from training.trainer import (CompletionLossTrainer, PackedRowsCollator, ProgressBar, StopOnValidation,
-                              training_arguments)
+from training.trainer import (CompletionLossTrainer, PackedRowsCollator, ProgressBar, StopAtDeadline,
+                              StopOnValidation, plan_steps, training_arguments)
 
 IGNORE = -100          # label value the loss skips (prompt tokens, packed-sequence starts)
 RECIPE_VERSION = "lora+turn-tokens-v1"   # how the trainable weights are set up; a change retrains
@@ -54,6 +55,10 @@ class TrainReport:
     stopped_early: bool
     seconds: float
     note: str = ""          # why training stopped early, or that the adapter was already up to date
+    precision: str = ""     # bf16 or fp32, as chosen for this machine
+    tokens: int = 0         # real (unpadded) tokens trained on
+    exposures: float = 0.0  # passes over the training set the steps bought
+    plan: str = ""          # why this many steps: the budget, --max-steps or the epochs
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "adapter": str(self.adapter)}
@@ -95,8 +100,14 @@ def train_adapter(cfg: Config, dataset: Path | None = None, resume: bool = False
     model = lora_model(cfg)
 
     # 4. train, one stage after the other on the same adapter (CPT, then SFT)
-    results = [train_stage(cfg, model, tokenizer, name, train, val, run_dir / name, resume, progress)
-               for name, train, val in stages]
+    print(f"training precision: {precision_name(use_bf16(cfg.train.bf16, 'training'))} ({hardware_note()})",
+          file=sys.stderr, flush=True)
+    results = []
+    for number, (name, train, val) in enumerate(stages):
+        # The time budget counts from the start of the command; stages share what is left equally.
+        left = cfg.train.budget_minutes * 60 - (time.perf_counter() - started)
+        budget_s = max(60.0, left) / (len(stages) - number) if cfg.train.budget_minutes else None
+        results.append(train_stage(cfg, model, tokenizer, name, train, val, run_dir / name, resume, progress, budget_s))
 
     # 5. save: adapter, loss curves, TensorBoard logs, manifest; the folder appears only when complete
     final = results[-1]
@@ -104,7 +115,9 @@ def train_adapter(cfg: Config, dataset: Path | None = None, resume: bool = False
                          steps=sum(r["steps"] for r in results), tokens_per_s=final["tokens_per_s"],
                          stopped_early=any(r["stopped_early"] for r in results),
                          seconds=round(time.perf_counter() - started, 1),
-                         note="; ".join(r["note"] for r in results if r["note"]))
+                         note="; ".join(r["note"] for r in results if r["note"]),
+                         precision=final["precision"], tokens=sum(r["tokens"] for r in results),
+                         exposures=final["exposures"], plan="; ".join(r["plan"]["why"] for r in results))
     if results[-1]["is_main_process"]:
         save_adapter(cfg, model, tokenizer, adapter_dir, run_dir, inputs, results, report)
     _wait_for_other_processes()
@@ -230,6 +243,8 @@ def report_from_manifest(adapter_dir: Path) -> TrainReport:
     return TrainReport(adapter=adapter_dir, train_loss=metrics.get("train_loss"), val_loss=metrics.get("val_loss"),
                        steps=metrics.get("steps", 0), tokens_per_s=metrics.get("tokens_per_s", 0.0),
                        stopped_early=metrics.get("stopped_early", False), seconds=0.0,
+                       precision=metrics.get("precision", ""), tokens=metrics.get("tokens", 0),
+                       exposures=metrics.get("exposures", 0.0), plan=metrics.get("plan", ""),
                        note="up to date: same dataset, base model and settings")
 
 
@@ -245,7 +260,7 @@ def lora_model(cfg: Config):
     else:
         # With bf16 the frozen weights are stored in bf16 outright: autocast would otherwise cast every fp32
         # weight again at every step (2x slower here). The LoRA weights PEFT adds stay fp32.
-        model, _ = load_base_model(cfg, dtype="bfloat16" if cfg.train.bf16 else "float32")
+        model, _ = load_base_model(cfg, dtype="bfloat16" if use_bf16(cfg.train.bf16, "training") else "float32")
     model.config.use_cache = False
     targets = cfg.train.target_modules
     lora = LoraConfig(r=cfg.train.lora_r, lora_alpha=cfg.train.lora_alpha, lora_dropout=cfg.train.lora_dropout,
@@ -281,7 +296,7 @@ def _load_4bit_model(cfg: Config):
 # ---------------------------------------------------------------------------------------------- train
 
 def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict], val_rows: list[dict],
-                stage_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
+                stage_dir: Path, resume: bool, progress: bool, budget_s: float | None = None) -> dict[str, Any]:
     """One TRL run on `model` in place; the best checkpoint (by validation loss) is what is left loaded."""
     from datasets import Dataset
     from peft import set_peft_model_state_dict
@@ -292,16 +307,27 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
         set_peft_model_state_dict(model, load_file(done / "adapter_model.safetensors"))
         return json.loads((done / "result.json").read_text())
     train_packs = pack_rows(train_rows, cfg.train.max_seq_len)
-    epoch_steps = math.ceil(len(train_packs) / cfg.train.batch_size) * cfg.train.epochs
-    # max_steps caps the epochs (the Trainer would otherwise repeat the data to reach it)
-    max_steps = math.ceil(min(epoch_steps, cfg.train.max_steps or epoch_steps))
-    args = training_arguments(cfg, stage_dir, has_validation=bool(val_rows), max_steps=max_steps)
+    epoch_steps = math.ceil(math.ceil(len(train_packs) / cfg.train.batch_size) * cfg.train.epochs)
+    args = training_arguments(cfg, stage_dir, has_validation=bool(val_rows), max_steps=epoch_steps)
     stopper = StopOnValidation(cfg.train.early_stopping_patience, cfg.train.overfit_evals)
+    val_packs = pack_rows(val_rows, cfg.train.max_seq_len) if val_rows else []
+    deadline = StopAtDeadline(time.time() + budget_s if budget_s and not cfg.train.max_steps else None)
     trainer = CompletionLossTrainer(
         model=model, args=args, processing_class=tokenizer, data_collator=PackedRowsCollator(tokenizer.pad_token_id),
         train_dataset=Dataset.from_list(train_packs),
-        eval_dataset=Dataset.from_list(pack_rows(val_rows, cfg.train.max_seq_len)) if val_rows else None,
-        callbacks=[stopper] + ([ProgressBar(name)] if progress else []))
+        eval_dataset=Dataset.from_list(val_packs) if val_packs else None,
+        callbacks=[stopper, deadline]
+        + ([ProgressBar(name)] if progress else []))
+    # The step count: fixed (--max-steps), else what fits the time budget, never more than `epochs` passes.
+    # A resumed run keeps the plan it started with, or its learning-rate schedule would change mid-way.
+    plan_path = stage_dir / "plan.json"
+    plan = json.loads(plan_path.read_text()) if resume and plan_path.exists() else None
+    if plan is None:
+        plan = plan_steps(cfg, trainer, train_packs, val_packs, epoch_steps, budget_s)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        plan_path.write_text(json.dumps(plan))
+    trainer.args.max_steps = plan["steps"]
+    print(f"train ({name}): {plan['steps']} steps, {plan['why']}", file=sys.stderr, flush=True)
     checkpoints = _complete_checkpoints(stage_dir) if resume else []
     try:
         trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
@@ -320,7 +346,11 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
         "val_loss": trainer.state.best_metric or _last(history, "eval_loss"),
         "best_step": _best_step(trainer.state.best_model_checkpoint),
         "tokens_per_s": trainer.tokens_per_second(), "train_pairs": len(train_rows), "val_pairs": len(val_rows),
-        "stopped_early": stopper.reason is not None, "note": stopper.reason or "",
+        "plan": plan, "tokens": sum(trainer.step_tokens),
+        # passes over the training set that the steps bought (the budget's currency for knowledge injection)
+        "exposures": round(trainer.state.global_step * cfg.train.batch_size / max(1, len(train_packs)), 2),
+        "stopped_early": stopper.reason is not None, "note": stopper.reason or deadline.reason or "",
+        "precision": precision_name(use_bf16(cfg.train.bf16, "training")),
         "is_main_process": trainer.accelerator.is_main_process,
     }
     if trainer.accelerator.is_main_process:
@@ -374,7 +404,8 @@ def save_adapter(cfg: Config, model, tokenizer, adapter_dir: Path, run_dir: Path
                    "stages": [{k: v for k, v in r.items() if k not in ("history", "is_main_process")} for r in results]}
         write_manifest(out, build_manifest(
             "adapter", inputs=inputs, config={"base_model": cfg.base_model, "train": cfg.train.model_dump()},
-            seed=cfg.seed, metrics=metrics, extra={"base_model_path": str(base_model_path(cfg))}))
+            seed=cfg.seed, metrics=metrics, extra={"base_model_path": str(base_model_path(cfg)),
+                                                   "precision": report.precision, "hardware_note": hardware_note()}))
     shutil.rmtree(run_dir, ignore_errors=True)
 
 

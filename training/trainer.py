@@ -18,6 +18,7 @@ from transformers import PrinterCallback, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from assistant.config import Config, ConfigError
+from assistant.models import use_bf16
 
 IGNORE = -100
 
@@ -40,7 +41,7 @@ def training_arguments(cfg: Config, output_dir: Path, has_validation: bool, **ov
         learning_rate=cfg.train.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=0.05,                      # a ratio of all steps
-        bf16=cfg.train.bf16,
+        bf16=use_bf16(cfg.train.bf16, "training"),
         gradient_checkpointing=False,           # memory is not the limit at this size; recomputation costs ~30%
         packing=False,                          # rows come packed already (sft.pack_rows), see PackedRowsCollator
         dataset_kwargs={"skip_prepare_dataset": True},
@@ -174,6 +175,67 @@ class StopOnValidation(TrainerCallback):
             control.should_training_stop = True
             if state.is_world_process_zero:
                 print(f"\n{self.reason}", file=sys.stderr)
+
+
+def plan_steps(cfg: Config, trainer: CompletionLossTrainer, train_packs: list[dict], val_packs: list[dict],
+               epoch_steps: int, budget_s: float | None) -> dict:
+    """How many optimizer steps to run, and why: --max-steps, else what fits `budget_s` (timed on this
+    machine, validation passes and checkpoints counted), never more than `epochs` passes."""
+    if cfg.train.max_steps:
+        steps = min(epoch_steps, cfg.train.max_steps)
+        return {"steps": steps, "why": f"fixed by train.max_steps={cfg.train.max_steps}", "epoch_steps": epoch_steps}
+    if not budget_s:
+        return {"steps": epoch_steps, "why": f"{cfg.train.epochs:g} epochs, no time budget", "epoch_steps": epoch_steps}
+    started = time.perf_counter()
+    step_s = time_training_step(trainer, train_packs)
+    # A validation pass runs forward only (about a third of a training step per row), plus a checkpoint.
+    eval_s = 0.35 * step_s * len(val_packs) / max(1, cfg.train.batch_size) + 2.0
+    per_step = step_s + (eval_s / cfg.train.eval_steps if val_packs else 0.0)
+    usable = 0.95 * budget_s - (time.perf_counter() - started)
+    steps = max(1, min(epoch_steps, int(usable / per_step)))
+    plan = {"steps": steps, "step_s": round(step_s, 2), "budget_s": round(budget_s, 1), "epoch_steps": epoch_steps,
+            "why": (f"{steps * per_step / 60:.1f} of a {budget_s / 60:.1f}-minute budget at {step_s:.1f} s per step "
+                    f"({'all ' if steps == epoch_steps else ''}{cfg.train.epochs * steps / epoch_steps:.2f} passes "
+                    "over the training set)")}
+    if trainer.accelerator.num_processes > 1:   # every process must run the same number of steps
+        from accelerate.utils import broadcast_object_list
+
+        plan = broadcast_object_list([plan])[0]
+    return plan
+
+
+def time_training_step(trainer: CompletionLossTrainer, packs: list[dict], repeats: int = 2) -> float:
+    """Seconds for one optimizer step's forward and backward on real rows (the first, warm-up, not counted).
+    No optimizer step is taken and the gradients are cleared, so the model is exactly as before."""
+    batch_size = trainer.args.per_device_train_batch_size
+    model = trainer.model
+    model.train()
+    times = []
+    for number in range(repeats + 1):
+        rows = [packs[(number * batch_size + i) % len(packs)] for i in range(batch_size)]
+        inputs = trainer.data_collator(rows)
+        start = time.perf_counter()
+        with trainer.accelerator.autocast():
+            loss = trainer.compute_loss(model, inputs)
+        loss.backward()
+        times.append(time.perf_counter() - start)
+    model.zero_grad(set_to_none=True)
+    return sum(times[1:]) / repeats
+
+
+class StopAtDeadline(TrainerCallback):
+    """The hard edge of the time budget: a plan that underestimated the steps' cost still stops in time.
+    Single-process only: processes that stopped at different steps would wait for each other forever."""
+
+    def __init__(self, deadline: float | None):
+        self.deadline = deadline
+        self.reason: str | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.deadline and args.world_size == 1 and time.time() > self.deadline:
+            self.reason = f"time budget reached at step {state.global_step} of {state.max_steps}"
+            control.should_training_stop = True
+            control.should_save = True
 
 
 class ProgressBar(TrainerCallback):

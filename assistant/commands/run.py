@@ -22,8 +22,11 @@ def add_arguments(parser):
     parser.add_argument("--stop-after", choices=("index", "synth", "train", "eval"), help="Stop after this stage.")
     parser.add_argument("--limit", dest="eval.limit", type=int, help="Evaluate only the first N questions (a quick look).")
     parser.add_argument("--epochs", dest="train.epochs", type=float, help="Training epochs (default from config).")
+    parser.add_argument("--budget-minutes", dest="train.budget_minutes", type=float, metavar="M",
+                        help="Training time budget in minutes (default 12, sized for a 30-minute run on a 2-core CPU); "
+                             "the step count is set by timing the first steps. 0: the epochs decide.")
     parser.add_argument("--max-steps", dest="train.max_steps", type=int, metavar="N",
-                        help="Optimizer steps (default 50, sized for the 30-minute CPU run; 0 lets --epochs decide, e.g. on a GPU).")
+                        help="A fixed number of optimizer steps instead of the time budget.")
     parser.add_argument("--generator", dest="synth.generator", choices=("extractive", "hf", "openai"),
                         help="Who writes the synthetic pairs (default: extractive, no LLM).")
 

@@ -21,8 +21,10 @@ def add_arguments(parser):
                         help="Pairs (sft), next-token training on the corpus chunks (cpt), or CPT then SFT.")
     parser.add_argument("--epochs", dest="train.epochs", type=float, help="Passes over the training set.")
     parser.add_argument("--learning-rate", dest="train.learning_rate", type=float, help="Peak learning rate.")
+    parser.add_argument("--budget-minutes", dest="train.budget_minutes", type=float, metavar="M",
+                        help="Training time budget: the first steps are timed and the step count set to fit (default 12; 0: no budget).")
     parser.add_argument("--max-steps", dest="train.max_steps", type=int,
-                        help="Cap on optimizer steps (0: the epochs decide); the default fits the CPU time budget.")
+                        help="A fixed number of optimizer steps instead of the time budget (0: the budget decides).")
     parser.add_argument("--lora-r", dest="train.lora_r", type=int, help="LoRA rank.")
     parser.add_argument("--batch-size", dest="train.batch_size", type=int, help="Packed rows per optimizer step.")
     parser.add_argument("--max-seq-len", dest="train.max_seq_len", type=int, help="Tokens per packed row.")
@@ -43,9 +45,11 @@ def run(args, cfg):
         print(f"assistant train: {err}", file=sys.stderr)
         return 2
     result = {key: value for key, value in report.to_dict().items()
-              if key in ("adapter", "train_loss", "val_loss", "steps", "tokens_per_s", "stopped_early")}
+              if key in ("adapter", "train_loss", "val_loss", "steps", "tokens_per_s", "stopped_early", "precision",
+                         "tokens", "exposures", "plan")}
     lines = [f"adapter     {report.adapter}",
-             f"steps       {report.steps}   ({report.seconds:.0f} s, {report.tokens_per_s:.0f} tokens/s)",
+             f"steps       {report.steps}   ({report.seconds:.0f} s, {report.tokens_per_s:.0f} tokens/s, {report.precision})",
+             f"bought      {report.tokens:,} tokens, {report.exposures:.2f} passes over the training set ({report.plan})",
              f"loss        train {report.train_loss}   validation {report.val_loss}"]
     if report.note:
         lines.append(f"note        {report.note}")
