@@ -176,7 +176,7 @@ class Assistant:
         from indexing.store import IndexNotFound
 
         try:
-            return self.retriever.search_many(questions)
+            return self.retriever.passages_many(questions)
         except IndexNotFound as err:
             raise NoIndexError(NO_INDEX_REPLY.format(mode=mode)) from err
 

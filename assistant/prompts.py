@@ -9,11 +9,12 @@ from collections.abc import Sequence
 
 from indexing.records import Hit
 
-PROMPT_VERSION = "answer-v2"
+PROMPT_VERSION = "answer-v3"
 
-# Short on purpose: every training pair and every answer pays for these tokens.
-SYSTEM = ("Answer from this organisation's documents, briefly and exactly. "
-          "Cite numbered context as [1], [2]. If the answer is unknown, say so.")
+# Short on purpose: every training pair and every answer pays for these tokens (20 here; the earlier 32-token
+# line was two fifths of a closed-book pair, so the same budget now buys ~16% more exposures).
+SYSTEM = "Answer from the documents and cite [n]. If they lack the answer, say so."
+# (No refusal wording here: a base model echoes its prompt, and the evaluation would read the echo as a refusal.)
 
 # The sentence every refusal starts with: training teaches it, evaluation looks for it.
 REFUSAL = "The knowledge base does not cover this."

@@ -239,6 +239,10 @@ def summarise(cfg: Config, rows: list[dict], modes: list[str], skipped: dict, so
                       "by_kind": stats.by_kind(mine, modes, "domain_score"),
                       "kind_counts": dict(Counter(r.get("kind") or "unlabelled" for r in first_mode))}
     heldout_rows = [r for r in rows if r["set"] == "heldout"]
+    from eval.breakdown import breakdowns
+
+    sets["heldout"]["breakdowns"] = breakdowns(heldout_rows, modes, {q.id: q for q in source.questions},
+                                               trained_documents(cfg, inputs.get("dataset")), samples, seed)
     missing: dict = defaultdict(lambda: defaultdict(Counter))
     for row in heldout_rows:
         for metric, reason in row["missing"].items():
@@ -252,6 +256,17 @@ def summarise(cfg: Config, rows: list[dict], modes: list[str], skipped: dict, so
         "recommendation": stats.recommend(sets["heldout"]["paths"], sets["heldout"]["differences"]),
         "missing": {mode: {metric: dict(reasons) for metric, reasons in per.items()} for mode, per in missing.items()},
     }
+
+
+def trained_documents(cfg: Config, dataset: str | None) -> set[str] | None:
+    """The documents whose pairs the tuned model was trained on (None without a dataset)."""
+    import json
+
+    path = cfg.datasets_dir / dataset / "train.jsonl" if dataset else None
+    if path is None or not path.exists():
+        return None
+    return {json.loads(line)["meta"].get("doc_id") for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()} - {None}
 
 
 def write_report(cfg: Config, summary: dict, rows: list[dict], inputs: dict) -> EvalReport:

@@ -136,6 +136,7 @@ def report_blocks(summary: dict) -> list[Block]:
                                            for kind, v in heldout["by_kind"].items()]),
         ("img", "kinds.png", PLOTS["kinds.png"]),
     ]
+    blocks += _breakdown_blocks(heldout.get("breakdowns"), modes)
     blocks += _forgetting_blocks(summary.get("forgetting", {}))
     blocks += [
         ("h2", "Cost"),
@@ -151,6 +152,30 @@ def report_blocks(summary: dict) -> list[Block]:
         blocks += [("h2", f"Synthetic validation split ({validation['n']} questions)"),
                    ("table", ["metric", *modes], side_by_side_rows(validation["paths"], modes, metrics))]
     blocks += _missing_blocks(summary.get("missing", {}))
+    return blocks
+
+
+def _breakdown_blocks(found: dict | None, modes: Sequence[str]) -> list[Block]:
+    if not found:
+        return []
+    blocks: list[Block] = [
+        ("h2", "Breakdowns (held-out questions)"),
+        ("p", "Dev and test halves are fixed by a hash of the question id: choices are made on the dev half, the "
+              "test half is the number to quote. Seen documents reached the tuned model's training set."),
+        ("table", ["subset", "n", *modes],
+         [[name, str(sub["n"]), *(estimate_cell(sub["paths"].get(m, {}).get("domain_score")) for m in modes)]
+          for name, sub in found["subsets"].items()])]
+    if found.get("retrieval"):
+        blocks += [("p", "Retrieval is the ceiling of the paths that read context: key facts in the context they "
+                         "were shown, stated in their answers, and stated when in context."),
+                   ("table", ["path", "facts", "in context", "stated", "stated when in context"],
+                    [[mode, str(r["facts"]), percent(r["in_context"]), percent(r["stated"]),
+                      percent(r["stated_when_in_context"])] for mode, r in found["retrieval"].items()])]
+    blocks += [("p", "Refusals over all held-out questions: precision (refusals that were right to refuse), recall "
+                     "(unanswerable questions refused), and answerable questions wrongly refused."),
+               ("table", ["path", "precision", "recall", "wrongly refused", "refused"],
+                [[mode, percent(r["precision"]), percent(r["recall"]), percent(r["wrongly_refused"]),
+                  f"{r['refused']} of {r['answerable'] + r['unanswerable']}"] for mode, r in found["refusal"].items()])]
     return blocks
 
 

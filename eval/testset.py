@@ -2,8 +2,9 @@
 
     python -m eval.testset --corpus path/to/docs      # writes <workspace>/questions.generated.jsonl
 
-Questions are drawn only from the documents the synthetic dataset held out of training (its
-validation split), so the tuned paths are not asked about text they were trained on. RAGAS's
+Questions are drawn from the documents of the synthetic dataset's validation split, which holds out
+phrasings, not documents: every document's facts are trained on (that is what tuning is for), and a
+generated question asks for one in a form (a sentence with a blank) no training pair uses. RAGAS's
 TestsetGenerator is tried first when an LLM is configured (`--judge-url`): it needs an
 instruction-following model for its extractors and question writers, which a 270M model on a CPU
 is not. Otherwise our own extractive generator writes them: the fact-bearing sentences of each
@@ -160,7 +161,7 @@ def generated_questions(cfg: Config) -> GeneratedSet:
 
     chunks = load_chunks(cfg)
     doc_ids = held_out_doc_ids(cfg)
-    scope = (f"from the {len(doc_ids)} documents held out of training" if doc_ids else
+    scope = (f"from the {len(doc_ids)} documents with held-out phrasings" if doc_ids else
              "from all documents (no synthetic dataset yet, so none is held out)")
     chosen = [c for c in chunks if not doc_ids or c.doc_id in doc_ids]
     generator, why = "extractive", f"no LLM configured (--judge-url) for RAGAS's TestsetGenerator; {scope}"

@@ -57,6 +57,7 @@ class Retriever:
         self.by_id = {c.id: c for c in chunks}
         self.vector_store = ChromaVectorStore.from_collection(collection)
         self.embedder = load_cached_embedder(cfg)
+        self._unit_cache: dict[str, tuple[list[str], np.ndarray]] = {}
         self.bm25 = bm25s.BM25()
         if chunks:
             self.bm25.index(bm25s.tokenize([bm25_tokens(c) for c in chunks], stopwords="en", show_progress=False),
@@ -90,6 +91,50 @@ class Retriever:
         if mode == "bm25":
             return [[Hit(self.by_id[i], s) for i, s in ranked[:top_k]] for ranked in bm25_lists]
         return [self._fuse(v, b, top_k) for v, b in zip(vector_lists, bm25_lists)]
+
+    def passages_many(self, queries: list[str], top_k: int | None = None, sentences: int | None = None,
+                      mode: str | None = None) -> list[list[Hit]]:
+        """What goes into the prompt: for each query, the `sentences` units (indexing.sentences) of its top_k
+        chunks that match it best by embedding, grouped under their chunk (one numbered block per chunk,
+        blocks in order of their best unit, units in reading order). sentences=0 gives whole chunks."""
+        from dataclasses import replace
+
+        from indexing.embed import embed_query_batch
+
+        sentences = self.cfg.retrieve.sentences if sentences is None else sentences
+        found = self.search_many(queries, top_k, mode)
+        if not sentences or not queries:
+            return found
+        vectors = embed_query_batch(self.embedder, queries, bf16=self.cfg.index.embed_bf16)
+        passages = []
+        for hits, vector in zip(found, vectors):
+            scored = [(float(unit_vector @ vector), rank, position, text)
+                      for rank, hit in enumerate(hits)
+                      for position, (text, unit_vector) in enumerate(zip(*self._units(hit.chunk)))]
+            # neighbouring chunks overlap, so one sentence can come twice: keep its best-scored copy
+            best, seen = [], set()
+            for item in sorted(scored, key=lambda item: -item[0]):
+                if item[3] not in seen and len(best) < sentences:
+                    seen.add(item[3])
+                    best.append(item)
+            blocks = []
+            for rank in sorted({r for _, r, _, _ in best}, key=lambda r: -max(s for s, rr, _, _ in best if rr == r)):
+                # best sentence first: a small reader that copies the first line of a block then copies the best one
+                picked = [(score, text) for score, rr, _, text in best if rr == rank]
+                text = "\n".join(t for _, t in picked)
+                blocks.append(Hit(replace(hits[rank].chunk, text=text), picked[0][0]))
+            passages.append(blocks)
+        return passages
+
+    def _units(self, chunk: Chunk) -> tuple[list[str], np.ndarray]:
+        """A chunk's units and their unit vectors, embedded once per process."""
+        from indexing.embed import embed_texts
+        from indexing.sentences import unit_texts
+
+        if chunk.id not in self._unit_cache:
+            texts = unit_texts(chunk) or [chunk.text.strip()]
+            self._unit_cache[chunk.id] = (texts, embed_texts(self.embedder, texts, bf16=self.cfg.index.embed_bf16))
+        return self._unit_cache[chunk.id]
 
     def _vector_ranked(self, vector: np.ndarray, depth: int, where: dict | None) -> list[tuple[str, float]]:
         from llama_index.core.vector_stores import VectorStoreQuery

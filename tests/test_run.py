@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,10 @@ TINY_CORPUS, TINY_QUESTIONS = FIXTURES / "tiny_corpus", FIXTURES / "tiny_questio
 FAST = ["--epochs", "1", "--limit", "4"]
 
 
-def run_cli(*args: str, cwd: Path) -> dict:
+def run_cli(*args: str, cwd: Path, native_bf16: str | None = None) -> dict:
+    env = {**os.environ, **({"ASSISTANT_NATIVE_BF16": native_bf16} if native_bf16 is not None else {})}
     result = subprocess.run([sys.executable, "-m", "assistant", "run", "--json", *args],
-                            capture_output=True, text=True, timeout=900, cwd=cwd)
+                            capture_output=True, text=True, timeout=900, cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -31,23 +33,29 @@ def tiny_run_args(tmp_path, tiny_model_dir):
 
 
 def test_run_with_questions_then_rerun_is_up_to_date(tmp_path, tiny_run_args):
-    first = run_cli(*tiny_run_args, *FAST, "--questions", str(TINY_QUESTIONS), cwd=tmp_path)
+    # The whole pipeline on a machine without native bf16 (AVX2-only CPUs, most laptops): every stage
+    # must pick fp32 by itself, or training crawls through PyTorch's reference bf16 GEMM.
+    first = run_cli(*tiny_run_args, *FAST, "--questions", str(TINY_QUESTIONS), cwd=tmp_path, native_bf16="0")
     assert set(first) == {"index", "synth", "train", "eval"}
     assert first["index"]["chunks_added"] > 0
     assert first["synth"]["train"] > 0
     adapter = Path(first["train"]["adapter"])
     assert (adapter / "adapter_config.json").exists() and (adapter / "manifest.json").exists()
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    assert manifest["precision"] == "fp32" and manifest["hardware"]["native_bf16"] is False
+    assert first["train"]["precision"] == "fp32" and first["train"]["tokens"] > 0
     report = Path(first["eval"]["report_dir"])
     assert {"report.md", "report.html", "scores.jsonl", "summary.json", "manifest.json"} <= {p.name for p in report.iterdir()}
     assert set(first["eval"]["paths"]) == {"base", "rag", "offline", "hybrid"}
 
-    second = run_cli(*tiny_run_args, *FAST, "--questions", str(TINY_QUESTIONS), cwd=tmp_path)
+    second = run_cli(*tiny_run_args, *FAST, "--questions", str(TINY_QUESTIONS), cwd=tmp_path, native_bf16="0")
     assert second["index"]["chunks_added"] == 0
     assert second["train"]["adapter"] == first["train"]["adapter"]
 
 
 def test_run_without_questions_generates_a_kept_test_set(tmp_path, tiny_run_args):
-    result = run_cli(*tiny_run_args, *FAST, cwd=tmp_path)
+    result = run_cli(*tiny_run_args, *FAST, cwd=tmp_path, native_bf16="1")   # the bf16 path, for contrast
+    assert result["train"]["precision"] == "bf16"
     generated = tmp_path / "ws" / "questions.generated.jsonl"
     assert generated.exists()
     questions = [json.loads(line) for line in generated.read_text().splitlines() if line.strip()]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from indexing.records import Chunk
+from indexing.sentences import markdown_units, split_sentences
 
 if TYPE_CHECKING:
     from training.generators import Generator
@@ -66,9 +67,6 @@ SPAN_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple((kind, re.compile(patt
 ))
 # Sentences without a figure still teach a rule when they say what must or must not happen.
 RULE_WORDS = re.compile(r"\b(must|never|only|required|not reimbursed|may not|cannot|always|no longer|need[s]? )\b", re.I)
-_ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|etc|Inc|Ltd|No|vs|approx|U\.S)\.")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"(])")
-_PRONOUN_START = re.compile(r"^(It|This|That|These|Those|They|He|She|Such)\b")
 
 
 @dataclass(frozen=True)
@@ -82,12 +80,6 @@ class KeyUnit:
     heading: str = ""         # the nearest heading above the unit
     sentence: str = ""        # the sentence that holds the value, for echo questions
     spans: tuple[tuple[str, str], ...] = field(default=())
-
-
-def clean_markdown(text: str) -> str:
-    # Link targets are already gone: indexing.ingest.strip_link_targets drops them before chunking.
-    text = text.replace("**", "").replace("__", "").replace("`", "")
-    return re.sub(r"\s+", " ", text).strip()
 
 
 # A capitalised name right after a role word is a person ("Controller Tobias Ferreira-Lund");
@@ -108,74 +100,6 @@ def find_spans(sentence: str) -> list[tuple[str, str]]:
                     kind = "person"
                 taken.append((start, end, kind, match.group(0)))
     return [(kind, text) for _, _, kind, text in sorted(taken)]
-
-
-def split_sentences(text: str) -> list[str]:
-    protected = _ABBREVIATIONS.sub(lambda m: m.group(0).replace(".", "\0"), text)
-    sentences = [s.replace("\0", ".").strip() for s in _SENTENCE_END.split(protected)]
-    # A sentence that opens with "It" or "This" leans on the one before it: keep them together.
-    joined: list[str] = []
-    for sentence in sentences:
-        if joined and _PRONOUN_START.match(sentence):
-            joined[-1] = f"{joined[-1]} {sentence}"
-        elif sentence:
-            joined.append(sentence)
-    return joined
-
-
-def markdown_units(chunk: Chunk) -> list[tuple[str, str, tuple[list[str], list[str]] | None]]:
-    """(heading, text, (table header, row cells) or None) for each sentence, list item and table row."""
-    heading = chunk.section.split(" > ")[-1] if chunk.section else chunk.title
-    units: list[tuple[str, str, tuple[list[str], list[str]] | None]] = []
-    header: list[str] | None = None
-    paragraph: list[str] = []
-
-    def flush_paragraph() -> None:
-        if paragraph:
-            units.extend((heading, s, None) for s in split_sentences(clean_markdown(" ".join(paragraph))))
-            paragraph.clear()
-
-    for line in chunk.text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("|"):
-            flush_paragraph()
-            cells = [clean_markdown(c) for c in stripped.strip("|").split("|")]
-            if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
-                continue
-            if header is None:
-                header = cells
-            else:
-                units.append((heading, render_table_row(header, cells, chunk.title, heading), (header, cells)))
-            continue
-        header = None
-        if not stripped or stripped.startswith("#"):
-            flush_paragraph()
-            if stripped.startswith("#"):
-                heading = clean_markdown(stripped.lstrip("#"))
-            continue
-        item = re.match(r"^(?:[-*+]|\d+[.)])\s+(.*)", stripped)
-        if item:
-            flush_paragraph()
-            text = clean_markdown(item.group(1))
-            # A fragment ("Laundry on trips shorter than 5 nights") needs its heading to stand alone.
-            if not text.endswith((".", "!", "?", ";")) or len(text.split()) < 5:
-                text = f"{heading}: {text.rstrip(';')}."
-            units.append((heading, text, None))   # a list item is one unit: its sentences lean on each other
-        else:
-            paragraph.append(stripped)
-    flush_paragraph()
-    return units
-
-
-def render_table_row(header: list[str], cells: list[str], title: str, heading: str) -> str:
-    """A table row in words, titled so it stands alone:
-    'Booking Business Travel, hotels: for Stuttgart, the cap per night is €165.'"""
-    where = title if heading == title else f"{title}, {heading[:1].lower() + heading[1:]}"
-    label, values = cells[0], [(h, c) for h, c in zip(header[1:], cells[1:]) if c]
-    if not values:
-        return f"{where}: {label}."
-    parts = [f"the {h[:1].lower() + h[1:]} is {v}" if h else v for h, v in values]
-    return f"{where}: for {label}, " + ", ".join(parts) + "."
 
 
 STOPWORDS = frozenset("""a an the and or but if then than of for to in on at by with from into onto over under

@@ -30,7 +30,7 @@ from training.gates import answer_of, apply_gates
 from training.generators import EXTRACTIVE_VERSION, LLM_PROMPT_VERSION, Generator, make_generator
 from training.pairs import (PAIRS_VERSION, REFUSAL_VERSION, points_to_output_pair, qa_pairs, raft_pair, refusal_pair,
                             refusal_questions)
-from training.split import split_by_document
+from training.split import split_by_phrasing
 
 PAIR_TYPES = ("qa", "points_to_output", "raft", "refusal")
 GATES = ("malformed", "format", "ungrounded", "duplicate", "near_duplicate", "leakage")
@@ -97,14 +97,15 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
     rejected["malformed"] = malformed
     stage_seconds["gates"] = round(time.perf_counter() - started - sum(stage_seconds.values()), 1)
 
-    # Step 5: split by document, then write everything in one atomic folder.
-    train, validation = split_by_document(kept, cfg.synth.validation_fraction, cfg.seed)
+    # Step 5: split by phrasing (every document's facts reach training), then write it all in one atomic folder.
+    train, validation = split_by_phrasing(kept, cfg.synth.validation_fraction, cfg.seed)
     report = DatasetReport(dataset=folder, train=len(train), validation=len(validation),
                            by_type={t: sum(r["meta"]["type"] == t for r in kept) for t in PAIR_TYPES},
                            rejected={gate: int(rejected.get(gate, 0)) for gate in GATES},
                            extra={"chunks": len(chunks), "content_points": sum(len(p) for p in points.values()),
                                   "candidates": len(records), "generator": generator.name,
                                   "stage_seconds": stage_seconds,
+                                  "exposures": exposures_per_point(train), "question_checks": question_checks(train),
                                   "documents": {"train": _documents(train), "validation": _documents(validation)}})
     report.seconds = round(time.perf_counter() - started, 1)
     manifest = build_manifest("dataset", inputs=inputs, seed=cfg.seed,
@@ -116,6 +117,37 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
                                      "held_out_questions": len(held_out)})
     write_dataset(folder, train, validation, report, manifest)
     return report
+
+
+def exposures_per_point(records: list[dict]) -> dict[str, int]:
+    """How many training pairs teach each content point ({"1": points taught by one pair, ...}): recall
+    from the weights needs several varied exposures of a fact (Allen-Zhu & Li 2309.14316; Mecklenburg et
+    al. 2404.00213), and one epoch gives exactly these counts."""
+    from collections import Counter
+
+    per_point = Counter(r["meta"]["point_id"] for r in records if "point_id" in r["meta"])
+    return {str(k): v for k, v in sorted(Counter(per_point.values()).items())}
+
+
+_QUESTION_START = re.compile(r"^(what|who|whom|whose|which|when|where|why|how|is|are|was|can|could|do|does|did|"
+                             r"should|must|may|will|would|i|i'm|my|under|according|in|quick|on|by)\b", re.I)
+
+
+def question_checks(records: list[dict]) -> dict[str, float]:
+    """Cheap naturalness checks over the training questions, as shares: they flag a generator whose
+    questions are keyword soup ("37signals policies rule?") rather than what a person would ask."""
+    questions = sorted({r["meta"]["question"] for r in records if r["meta"]["type"] in ("qa", "raft")})
+    if not questions:
+        return {}
+    words = [q.split() for q in questions]
+    share = lambda hits: round(sum(hits) / len(questions), 3)
+    return {"questions": len(questions),
+            "opens_like_a_question": share(bool(_QUESTION_START.match(q)) for q in questions),
+            "5_to_30_words": share(5 <= len(w) <= 30 for w in words),
+            "no_repeated_word": share(not any(a.lower() == b.lower() for a, b in zip(w, w[1:])) for w in words),
+            "has_a_verb_or_question_word": share(bool(re.search(
+                r"\b(is|are|do|does|can|need|applies|apply|say|handle|use|used|spend|call|talk|contact|who|what|how)\b",
+                q, re.I)) for q in questions)}
 
 
 def write_dataset(folder: Path, train: list[dict], validation: list[dict], report: DatasetReport,
@@ -148,32 +180,32 @@ def build_pairs(cfg: Config, chunks: list[Chunk], points: dict[str, list[Content
                                        generator.version)
         records.extend([golden] if golden else [])
 
-    # RAFT: retrieval with the question itself, as at answer time; more hits than needed, since
-    # the oracle and any chunk that also holds the answer are taken out of the distractors.
-    asked = [(q, p) for c in chunks for p in points[c.id] for q in p.questions if rng.random() < cfg.synth.raft_fraction]
-    retrieved = _search(retriever, [q for q, _ in asked], cfg.synth.raft_distractors + 3, "raft contexts", progress)
-    for (question, point), hits in zip(asked, retrieved):
-        pair = raft_pair(question, point.answer, by_id[point.chunk_ids[0]], hits,
-                         with_oracle=rng.random() < cfg.synth.raft_oracle_fraction,
-                         distractors=cfg.synth.raft_distractors, rng=rng, generator=generator.name,
-                         prompt_version=generator.version)
+    # RAFT: the question's context built exactly as at answer time (the best sentences of the top chunks).
+    asked = [(q, p, n) for c in chunks for p in points[c.id] for n, q in enumerate(p.questions)
+             if rng.random() < cfg.synth.raft_fraction]
+    retrieved = _search(retriever, [q for q, _, _ in asked], "raft contexts", progress)
+    for (question, point, number), passages in zip(asked, retrieved):
+        pair = raft_pair(question, point.answer, point.text, by_id[point.chunk_ids[0]], passages,
+                         with_oracle=rng.random() < cfg.synth.raft_oracle_fraction, rng=rng,
+                         generator=generator.name, prompt_version=generator.version,
+                         extra={"point_id": point.id, "round": number})
         records.extend([pair] if pair else [])
 
     # Refusals: alone, and again with whatever retrieval finds for them (RAFT negatives).
     questions = refusal_questions(chunks, cfg.synth.refusals, rng)
-    for question, hits in zip(questions, _search(retriever, questions, cfg.retrieve.top_k, "refusals", progress)):
+    for question, hits in zip(questions, _search(retriever, questions, "refusals", progress)):
         records.append(refusal_pair(question, None))
         records.append(refusal_pair(question, hits))
     return records
 
 
-def _search(retriever, queries: list[str], top_k: int, what: str, progress: bool, batch: int = 256) -> list[list]:
+def _search(retriever, queries: list[str], what: str, progress: bool, batch: int = 256) -> list[list]:
     from tqdm import tqdm
 
     found: list[list] = []
     with tqdm(total=len(queries), desc=what, unit="q", disable=not progress, file=sys.stderr) as bar:
         for start in range(0, len(queries), batch):
-            found.extend(retriever.search_many(queries[start:start + batch], top_k=top_k))
+            found.extend(retriever.passages_many(queries[start:start + batch]))
             bar.update(len(queries[start:start + batch]))
     return found
 
@@ -246,12 +278,27 @@ def render_card(report: DatasetReport, manifest: dict, examples: list[dict]) -> 
              f"and {report.extra['content_points']} content points; generator `{report.extra['generator']}`.", "",
              "## Pairs by type", "", "| type | pairs |", "|---|---|"]
     lines += [f"| {t} | {n} |" for t, n in report.by_type.items()]
+    exposures = report.extra.get("exposures", {})
+    if exposures:
+        lines += ["", "## Exposures per content point (one epoch)", "",
+                  "Training pairs (closed-book questions and RAFT contexts) that teach each fact. A time budget that "
+                  "buys less than an epoch trains every fact's first phrasing before any second one.", "",
+                  "| pairs per point | points |", "|---|---|"] + [f"| {k} | {v} |" for k, v in exposures.items()]
+    checks = report.extra.get("question_checks", {})
+    if checks:
+        lines += ["", f"## Question naturalness ({checks['questions']} distinct training questions)", "",
+                  "| check | share |", "|---|---|"] + [f"| {k.replace('_', ' ')} | {100 * v:.1f}% |"
+                                                       for k, v in checks.items() if k != "questions"]
     lines += ["", f"## Quality gates ({report.extra['candidates']} candidate pairs)", "",
               "| gate | rejected |", "|---|---|"]
     lines += [f"| {gate} | {n} |" for gate, n in report.rejected.items()]
-    lines += ["", "## Split by document", "",
-              f"- train: {', '.join(report.extra['documents']['train']) or '-'}",
-              f"- validation: {', '.join(report.extra['documents']['validation']) or '-'}", "", "## Examples", ""]
+    lines += ["", "## Split by phrasing", "",
+              "Every document's facts reach training; validation holds one phrasing of a seeded share of the "
+              "content points (and a share of the refusal questions), so it measures recall of a trained fact "
+              "from a question worded differently.", "",
+              f"- documents in training: {len(report.extra['documents']['train'])}",
+              f"- documents with a validation phrasing: {len(report.extra['documents']['validation'])}", "",
+              "## Examples", ""]
     for pair_type in PAIR_TYPES:
         shown = [r for r in examples if r["meta"]["type"] == pair_type][:3]
         lines += [f"### {pair_type}", ""]

@@ -5,8 +5,10 @@ A record is `{"messages": [system, user, assistant], "meta": {...}}`: the messag
 at train time exactly what it sees at answer time. Four types:
 - qa: a question without context -> the point's short answer (recall from the weights);
 - points_to_output: "write a <type> section covering these points" -> the original section text;
-- raft: the question with retrieved context -> "[n] answer", citing the right block first, or, when the
-  context holds distractors only, the refusal sentence (the model must use retrieval and not trust it blindly);
+- raft: the question with the sentences retrieval picks for it, laid out as at answer time -> "[n] answer",
+  citing the block that holds the point's sentence, then quoting it (the sentence is put in at a random
+  place when retrieval missed it), or, when the context holds distractors only, the refusal sentence (the
+  model must use retrieval and not trust it blindly);
 - refusal: a question the knowledge base does not answer -> the refusal sentence, with and without context.
 """
 from __future__ import annotations
@@ -14,28 +16,32 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from assistant.prompts import REFUSAL, build_messages
 from indexing.records import Chunk, Hit
 from training.content_points import ContentPoint
 
 REFUSAL_VERSION = "refusal-templates-v1"
-PAIRS_VERSION = "raft-cites-first-v1"     # the layout of the pairs themselves; a change rebuilds the dataset
+PAIRS_VERSION = "raft-sentences-v3"
+LAST_ROUND = 99                          # `meta.round` of pairs trained after every phrasing round     # the layout of the pairs themselves; a change rebuilds the dataset
 
 
 def pair_record(question: str, answer: str, hits: Sequence[Hit] | None, *, pair_type: str, chunk_ids: Sequence[str],
-                doc_id: str | None, generator: str, prompt_version: str) -> dict:
+                doc_id: str | None, generator: str, prompt_version: str, extra: dict | None = None) -> dict:
+    """`extra` meta: the content point and which of its phrasings (`round`) a qa or raft pair asks."""
     return {
         "messages": [*build_messages(question, hits), {"role": "assistant", "content": answer}],
         "meta": {"type": pair_type, "chunk_ids": list(chunk_ids), "doc_id": doc_id, "generator": generator,
-                 "prompt_version": prompt_version, "question": question},
+                 "prompt_version": prompt_version, "question": question, **(extra or {})},
     }
 
 
 def qa_pairs(point: ContentPoint, generator: str, prompt_version: str) -> list[dict]:
     return [pair_record(question, point.answer, None, pair_type="qa", chunk_ids=point.chunk_ids,
-                        doc_id=point.doc_id, generator=generator, prompt_version=prompt_version)
-            for question in point.questions]
+                        doc_id=point.doc_id, generator=generator, prompt_version=prompt_version,
+                        extra={"point_id": point.id, "round": number})
+            for number, question in enumerate(point.questions)]
 
 
 def points_to_output_pair(chunk: Chunk, points: Sequence[ContentPoint], doc_type: str, generator: str,
@@ -46,33 +52,48 @@ def points_to_output_pair(chunk: Chunk, points: Sequence[ContentPoint], doc_type
         return None
     where = f"the \"{chunk.section}\" section of the {chunk.title}" if chunk.section else f"the {chunk.title}"
     request = f"Write {where} ({doc_type}) covering these points:\n" + "\n".join(f"- {fact}" for fact in facts)
+    # Trained after every phrasing round: a section rewrite costs ~300 tokens and teaches the house style,
+    # not a fact the questions ask for, so a budget that buys less than an epoch spends nothing on it.
     return pair_record(request, chunk.text.strip(), None, pair_type="points_to_output", chunk_ids=[chunk.id],
-                       doc_id=chunk.doc_id, generator=generator, prompt_version=prompt_version)
+                       doc_id=chunk.doc_id, generator=generator, prompt_version=prompt_version,
+                       extra={"round": LAST_ROUND})
 
 
-def raft_pair(question: str, answer: str, oracle: Chunk, retrieved: Sequence[Hit], *, with_oracle: bool,
-              distractors: int, rng: random.Random, generator: str, prompt_version: str) -> dict | None:
-    """The question with a context laid out as at answer time.
+def raft_pair(question: str, answer: str, point_text: str, oracle: Chunk, passages: Sequence[Hit], *,
+              with_oracle: bool, rng: random.Random, generator: str, prompt_version: str,
+              extra: dict | None = None) -> dict | None:
+    """The question with the context laid out as at answer time: the sentences retrieval picks for it
+    (`Retriever.passages_many`), in numbered blocks.
 
-    With the oracle: the right chunk at a random place among `distractors` retrieved ones, and the
-    answer cites its block. Without: distractors only (none that holds the answer's figures), and
-    the answer is the refusal sentence.
+    With the oracle: the point's sentence is in the context (put into a random block when retrieval
+    missed it, so the gold is not always first), and the answer cites its block, then quotes it. Without:
+    the sentence, and any other that states all of the answer's figures, is taken out, and the answer is
+    the refusal sentence.
     """
     figures = answer_figures(answer)
-    others = [hit for hit in retrieved if hit.chunk.id != oracle.id
-              and not (figures and all(f in hit.chunk.text for f in figures))][:distractors]
+
+    def answers_it(unit: str) -> bool:
+        return unit == point_text or bool(figures) and all(f in unit for f in figures)
+
+    blocks = [(hit, hit.chunk.text.split("\n")) for hit in passages]
     if not with_oracle:
-        if not others:
+        kept = [(hit, [u for u in units if not answers_it(u)]) for hit, units in blocks]
+        kept = [(hit, units) for hit, units in kept if units]
+        if not kept:
             return None
-        return pair_record(question, REFUSAL, others, pair_type="raft", chunk_ids=[h.chunk.id for h in others],
-                           doc_id=oracle.doc_id, generator=generator, prompt_version=prompt_version)
-    position = rng.randint(0, len(others))
-    hits = others[:position] + [Hit(chunk=oracle, score=1.0)] + others[position:]
+        hits = [Hit(replace(hit.chunk, text="\n".join(units)), hit.score) for hit, units in kept]
+        return pair_record(question, REFUSAL, hits, pair_type="raft", chunk_ids=[h.chunk.id for h in hits],
+                           doc_id=oracle.doc_id, generator=generator, prompt_version=prompt_version, extra=extra)
+    position = next((n for n, (_, units) in enumerate(blocks) if point_text in units), None)
+    if position is None:
+        position = rng.randint(0, min(len(blocks), 3))
+        blocks.insert(position, (Hit(replace(oracle, text=point_text), 1.0), [point_text]))
+    hits = [Hit(replace(hit.chunk, text="\n".join(units)), hit.score) for hit, units in blocks]
     # The citation comes first: a small model that ends with "[n]" learns "[n]" as the end and, early in
     # training, answers with the bare number; naming the block first, then copying from it, it does not.
     cited = f"[{position + 1}] {answer.strip()}"
-    return pair_record(question, cited, hits, pair_type="raft", chunk_ids=[oracle.id, *(h.chunk.id for h in others)],
-                       doc_id=oracle.doc_id, generator=generator, prompt_version=prompt_version)
+    return pair_record(question, cited, hits, pair_type="raft", chunk_ids=[oracle.id, *(h.chunk.id for h in hits)],
+                       doc_id=oracle.doc_id, generator=generator, prompt_version=prompt_version, extra=extra)
 
 
 def answer_figures(answer: str) -> list[str]:

@@ -170,11 +170,12 @@ def tokenize_pairs(records: list[dict], tokenizer, max_seq_len: int) -> tuple[li
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
     rows, too_long = [], 0
-    for prompt, completion in zip(prompt_ids, completion_ids):
+    for record, prompt, completion in zip(records, prompt_ids, completion_ids):
         if len(prompt) + len(completion) > max_seq_len:
             too_long += 1
             continue
-        rows.append({"input_ids": prompt + completion, "labels": [IGNORE] * len(prompt) + completion})
+        rows.append({"input_ids": prompt + completion, "labels": [IGNORE] * len(prompt) + completion,
+                     "round": record.get("meta", {}).get("round", 0)})
     return rows, too_long
 
 
@@ -200,6 +201,19 @@ def dataset_rows(splits: dict[Path, list[dict]], tokenizer, max_seq_len: int) ->
                   "and are left out", file=sys.stderr)
         split_rows.append(rows)
     return split_rows[0], split_rows[1]
+
+
+def pack_rows_in_rounds(rows: list[dict], max_seq_len: int, seed: int) -> list[dict]:
+    """Packed rows that keep the dataset's phrasing rounds in order (`training.split.order_by_round`): every
+    fact's first phrasing is trained before any second one, which matters when the time budget buys less
+    than an epoch. Within a round the packs are shuffled (seeded); the Trainer then reads them in order."""
+    rng = random.Random(seed)
+    packs: list[dict] = []
+    for number in sorted({row.get("round", 0) for row in rows}):
+        group = pack_rows([row for row in rows if row.get("round", 0) == number], max_seq_len)
+        rng.shuffle(group)
+        packs.extend(group)
+    return packs
 
 
 def pack_rows(rows: list[dict], max_seq_len: int) -> list[dict]:
@@ -306,7 +320,7 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
     if resume and (done / "result.json").exists():   # this stage finished before the kill
         set_peft_model_state_dict(model, load_file(done / "adapter_model.safetensors"))
         return json.loads((done / "result.json").read_text())
-    train_packs = pack_rows(train_rows, cfg.train.max_seq_len)
+    train_packs = pack_rows_in_rounds(train_rows, cfg.train.max_seq_len, cfg.seed)
     epoch_steps = math.ceil(math.ceil(len(train_packs) / cfg.train.batch_size) * cfg.train.epochs)
     args = training_arguments(cfg, stage_dir, has_validation=bool(val_rows), max_steps=epoch_steps)
     stopper = StopOnValidation(cfg.train.early_stopping_patience, cfg.train.overfit_evals)

@@ -62,6 +62,8 @@ def training_arguments(cfg: Config, output_dir: Path, has_validation: bool, **ov
         data_seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
+        # the packs come in phrasing rounds (sft.pack_rows_in_rounds), already shuffled within each round
+        train_sampling_strategy="sequential",
     )
     return SFTConfig(**{**settings, **overrides})
 

@@ -14,13 +14,17 @@ QUESTION = "How much does a household membership cost per year?"
 
 
 def test_every_path_answers_and_only_retrieval_paths_cite(assistant):
-    expected_ids = [h.chunk.id for h in assistant.retriever.search(QUESTION)]
-    assert len(expected_ids) == assistant.cfg.retrieve.top_k
+    expected = assistant.retriever.passages_many([QUESTION])[0]
+    expected_ids = [h.chunk.id for h in expected]
+    searched = {h.chunk.id for h in assistant.retriever.search(QUESTION)}
+    assert expected_ids and set(expected_ids) <= searched
+    assert sum(len(h.chunk.text.split("\n")) for h in expected) <= assistant.cfg.retrieve.sentences
     for mode in MODES:
         answer = assistant.answer(QUESTION, mode)
         assert answer.mode == mode and answer.text and answer.tokens > 0
         if mode in ("rag", "hybrid"):
             assert [h.chunk.id for h in answer.hits] == expected_ids
+            assert [h.chunk.text for h in answer.hits] == [h.chunk.text for h in expected]
             assert any(h.chunk.doc_id == "membership-fees" for h in answer.hits)
         else:
             assert answer.hits == []

@@ -72,3 +72,19 @@ def test_cli_search_json_lists_hits(built_cfg):
     hits = json.loads(result.stdout)
     assert len(hits) == 2 and {"id", "text", "score", "source", "title"} <= set(hits[0])
     assert hits[0]["title"] == "Tool Loan Rules"
+
+
+def test_passages_put_the_best_sentences_of_the_top_chunks_under_their_headings(retriever):
+    question = "How much is the late fee for a tool returned late?"
+    chunks = {h.chunk.id: h.chunk for h in retriever.search(question, top_k=3, mode="hybrid")}
+    passages = retriever.passages_many([question], top_k=3, sentences=4, mode="hybrid")[0]
+    units = [unit for hit in passages for unit in hit.chunk.text.split("\n")]
+    assert 1 <= len(units) <= 4 and len(set(units)) == len(units)     # no sentence twice (chunks overlap)
+    for hit in passages:
+        source = chunks[hit.chunk.id]                                   # a block belongs to a retrieved chunk
+        assert (hit.chunk.title, hit.chunk.section, hit.chunk.doc_id) == (source.title, source.section, source.doc_id)
+        assert all(unit.split(": ", 1)[-1].rstrip(".")[:20] in source.text.replace("**", "") for unit in hit.chunk.text.split("\n"))
+    assert "$1 per day" in passages[0].chunk.text                       # the answering sentence comes first
+    assert [h.score for h in passages] == sorted((h.score for h in passages), reverse=True)
+    whole = retriever.passages_many([question], top_k=3, sentences=0, mode="hybrid")[0]
+    assert [h.chunk for h in whole] == list(chunks.values())            # sentences=0: whole chunks, as before

@@ -15,7 +15,7 @@ TINY_CORPUS = REPO / "tests" / "fixtures" / "tiny_corpus"
 TINY_QUESTIONS = REPO / "tests" / "fixtures" / "tiny_questions.jsonl"
 
 
-def test_build_dataset_writes_every_type_split_by_document_and_both_exports(tiny_cfg):
+def test_build_dataset_writes_every_type_split_by_phrasing_and_both_exports(tiny_cfg):
     from datasets import load_from_disk
 
     from assistant.prompts import REFUSAL
@@ -33,7 +33,9 @@ def test_build_dataset_writes_every_type_split_by_document_and_both_exports(tiny
     validation = [json.loads(line) for line in (folder / "validation.jsonl").read_text().splitlines()]
     assert (len(train), len(validation)) == (report.train, report.validation) and validation
     docs = lambda records: {r["meta"]["doc_id"] for r in records if r["meta"]["doc_id"]}
-    assert docs(train) and docs(validation) and not docs(train) & docs(validation)
+    assert docs(validation) <= docs(train)                        # no document is kept out of training
+    phrasing = lambda records: {(r["meta"]["point_id"], r["meta"]["round"]) for r in records if "point_id" in r["meta"]}
+    assert phrasing(validation) and not phrasing(train) & phrasing(validation)
     for record in train + validation:
         assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
         if record["meta"]["type"] == "refusal":

@@ -1,4 +1,4 @@
-"""Each quality gate does its job, and the split never puts one document on both sides."""
+"""Each quality gate does its job, and the split holds out phrasings while every fact reaches training."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,7 @@ from assistant.prompts import REFUSAL
 from indexing.records import Chunk, Hit
 from training.gates import apply_gates, check_format, drop_duplicates, drop_leaked, is_grounded
 from training.pairs import pair_record, refusal_pair
-from training.split import split_by_document
+from training.split import split_by_phrasing
 
 SOURCE = "Hotels\nBook hotels through Halvard Online. The nightly cap for Stuttgart is €165, excluding city fees."
 
@@ -78,14 +78,26 @@ def test_apply_gates_counts_each_gate():
 
 
 @pytest.mark.parametrize("fraction", [0.2, 0.5])
-def test_split_keeps_each_document_on_one_side(fraction):
-    records = [qa(f"Question {d}-{i}?", "a", doc_id=f"doc{d}") for d in range(10) for i in range(5)]
+def test_split_holds_out_phrasings_so_every_fact_reaches_training(fraction):
+    records = [pair_record(f"Question {p}-{n}?", f"Answer {p}.", None, pair_type=kind, chunk_ids=["c1"],
+                           doc_id=f"doc{p % 3}", generator="test", prompt_version="v1",
+                           extra={"point_id": f"p{p}", "round": n})
+               for p in range(40) for n in range(4) for kind in ("qa", "raft")]
+    records += [qa("Only one way to ask this?", "Answer once.") | {"meta": {**qa("x?", "y")["meta"],
+                "point_id": "single", "round": 0, "question": "Only one way to ask this?"}}]
     records += [refusal_pair(f"What about topic {i}?", None) for i in range(10)]
-    train, validation = split_by_document(records, fraction, seed=3)
+    train, validation = split_by_phrasing(records, fraction, seed=3)
     assert len(train) + len(validation) == len(records)
-    train_docs = {r["meta"]["doc_id"] for r in train if r["meta"]["doc_id"]}
-    validation_docs = {r["meta"]["doc_id"] for r in validation if r["meta"]["doc_id"]}
-    assert not train_docs & validation_docs
-    assert len(validation_docs) == round(10 * fraction)
+    point_ids = lambda rs: {r["meta"]["point_id"] for r in rs if "point_id" in r["meta"]}
+    assert point_ids(train) == point_ids(records)                  # every fact is trained on
+    held = {(r["meta"]["point_id"], r["meta"]["round"]) for r in validation if "point_id" in r["meta"]}
+    assert not held & {(r["meta"]["point_id"], r["meta"]["round"]) for r in train if "point_id" in r["meta"]}
+    assert len({p for p, _ in held}) == len(held)                   # one phrasing per held-out point
+    assert 0.5 * 40 * fraction <= len(held) <= 1.5 * 40 * fraction
+    assert "single" not in {p for p, _ in held}
     assert any(r["meta"]["type"] == "refusal" for r in validation)
-    assert split_by_document(records, fraction, seed=3) == (train, validation)   # seeded
+    assert not {r["meta"]["question"] for r in validation if r["meta"]["type"] == "refusal"} & \
+        {r["meta"]["question"] for r in train if r["meta"]["type"] == "refusal"}
+    rounds = [r["meta"].get("round", 0) for r in train]
+    assert rounds == sorted(rounds)                                 # first phrasings first
+    assert split_by_phrasing(records, fraction, seed=3) == (train, validation)   # seeded

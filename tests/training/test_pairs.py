@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -51,7 +52,8 @@ def test_qa_pair_is_the_answer_prompt_plus_the_answer():
     assert record["messages"][:-1] == build_messages(point.questions[0], None)
     assert record["messages"][-1] == {"role": "assistant", "content": point.answer}
     assert record["meta"] | {"question": None} == {"type": "qa", "chunk_ids": ["c-receipts"], "doc_id": "expense-policy",
-                                                 "generator": "extractive", "prompt_version": "v1", "question": None}
+                                                 "generator": "extractive", "prompt_version": "v1", "question": None,
+                                                 "point_id": point.id, "round": 0}
 
 
 def test_points_to_output_asks_for_the_section_and_gets_the_original_text():
@@ -63,33 +65,53 @@ def test_points_to_output_asks_for_the_section_and_gets_the_original_text():
     assert record["meta"]["type"] == "points_to_output"
 
 
-def test_raft_with_oracle_uses_the_answer_time_layout_and_cites_the_right_block():
-    answer = "Hotels: for Stuttgart, the cap per night is €165."
-    retrieved = [Hit(RECEIPTS, 0.9), Hit(HOTELS, 0.8), Hit(MILEAGE, 0.7)]
-    for seed in range(6):
-        record = raft_pair("Hotel cap in Stuttgart?", answer, HOTELS, retrieved, with_oracle=True, distractors=2,
+STUTTGART = "Booking Business Travel, hotels: for Stuttgart, the cap per night is €165."
+
+
+def passage(chunk: Chunk, *units: str) -> Hit:
+    """A block as `Retriever.passages_many` makes it: some of a chunk's sentences under its heading."""
+    return Hit(replace(chunk, text="\n".join(units)), 0.5)
+
+
+def test_raft_with_oracle_cites_the_block_that_holds_the_sentence_and_quotes_it():
+    retrieved = [passage(RECEIPTS, "Submit your expense report within 30 days after the trip ends."),
+                 passage(HOTELS, "Book hotels through Halvard Online.", STUTTGART),
+                 passage(MILEAGE, "Private cars are reimbursed at $0.67 per mile, up to 400 miles per trip.")]
+    record = raft_pair("Hotel cap in Stuttgart?", STUTTGART, STUTTGART, HOTELS, retrieved, with_oracle=True,
+                       rng=random.Random(0), generator="extractive", prompt_version="v1",
+                       extra={"point_id": "p1", "round": 2})
+    assert record["messages"][-1]["content"] == f"[2] {STUTTGART}"
+    assert record["messages"][:-1] == build_messages("Hotel cap in Stuttgart?", retrieved)
+    assert record["meta"]["chunk_ids"][0] == HOTELS.id and record["meta"]["round"] == 2
+
+
+def test_raft_puts_a_missed_sentence_into_the_context_at_varying_places():
+    retrieved = [passage(RECEIPTS, "Submit your expense report within 30 days after the trip ends."),
+                 passage(MILEAGE, "Private cars are reimbursed at $0.67 per mile, up to 400 miles per trip.")]
+    cited = set()
+    for seed in range(12):
+        record = raft_pair("Hotel cap in Stuttgart?", STUTTGART, STUTTGART, HOTELS, retrieved, with_oracle=True,
                            rng=random.Random(seed), generator="extractive", prompt_version="v1")
+        number = int(record["messages"][-1]["content"][1:].split("]", 1)[0])
         user = record["messages"][-2]["content"]
-        cited = int(record["messages"][-1]["content"][1:].split("]", 1)[0])
-        blocks = user.split("\n\n[")
-        assert f"{cited}] Booking Business Travel > Hotels" in "\n\n[".join(blocks)
-        assert record["messages"][-1]["content"] == f"[{cited}] {answer}"
-        assert user.count("] ") >= 3 and record["meta"]["chunk_ids"][0] == HOTELS.id
-        hits = [Hit(c, 0) for c in [RECEIPTS, MILEAGE]]
-        hits.insert(cited - 1, Hit(HOTELS, 1.0))
-        assert record["messages"][:-1] == build_messages("Hotel cap in Stuttgart?", hits)
+        assert f"[{number}] Booking Business Travel > Hotels\n{STUTTGART}" in user
+        assert user.count("] ") == 3
+        cited.add(number)
+    assert len(cited) >= 2      # the gold is not always first
 
 
 def test_raft_distractors_only_say_the_context_does_not_cover_it():
     copy_with_answer = Chunk(id="c-copy", doc_id="faq", title="FAQ", section="Hotels", source="faq.md",
                              text="The Stuttgart hotel cap is €165 per night.")
-    retrieved = [Hit(HOTELS, 0.9), Hit(copy_with_answer, 0.85), Hit(RECEIPTS, 0.8), Hit(MILEAGE, 0.7)]
-    record = raft_pair("Hotel cap in Stuttgart?", "Hotels: for Stuttgart, the cap per night is €165.", HOTELS,
-                       retrieved, with_oracle=False, distractors=3, rng=random.Random(0), generator="extractive",
-                       prompt_version="v1")
+    retrieved = [passage(HOTELS, STUTTGART, "Book hotels through Halvard Online."),
+                 passage(copy_with_answer, "The Stuttgart hotel cap is €165 per night."),
+                 passage(RECEIPTS, "Submit your expense report within 30 days after the trip ends.")]
+    record = raft_pair("Hotel cap in Stuttgart?", STUTTGART, STUTTGART, HOTELS, retrieved, with_oracle=False,
+                       rng=random.Random(0), generator="extractive", prompt_version="v1")
     assert record["messages"][-1]["content"].startswith(REFUSAL)
-    assert record["meta"]["chunk_ids"] == [RECEIPTS.id, MILEAGE.id]     # neither the oracle nor the copy of the fact
-    assert "€165" not in record["messages"][-2]["content"]
+    assert record["meta"]["chunk_ids"] == [HOTELS.id, RECEIPTS.id]     # the copy of the fact is gone entirely
+    user = record["messages"][-2]["content"]
+    assert "€165" not in user and "Halvard Online" in user
 
 
 def test_refusals_are_out_of_scope_and_come_with_and_without_context():
