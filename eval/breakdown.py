@@ -30,7 +30,11 @@ def half(question_id: str) -> str:
 
 def breakdowns(rows: Sequence[dict], modes: Sequence[str], questions: dict[str, Question],
                trained_documents: set[str] | None, samples: int, seed: int) -> dict:
-    """Every breakdown above for the held-out rows; each value is JSON-ready."""
+    """Every breakdown above for the held-out rows; each value is JSON-ready. A row whose question is
+    not in `questions` (a score file from another question file) counts by its own `kind` and is left
+    out of the breakdowns that need the question's sources or key facts."""
+    questions = {r["question_id"]: questions.get(r["question_id"]) or Question(r["question_id"], r.get("question", ""), kind=r.get("kind"))
+                 for r in rows}
     groups = {"dev half": [r for r in rows if half(r["question_id"]) == "dev"],
               "test half": [r for r in rows if half(r["question_id"]) == "test"]}
     if trained_documents is not None:

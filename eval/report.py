@@ -161,9 +161,10 @@ def _breakdown_blocks(found: dict | None, modes: Sequence[str]) -> list[Block]:
     blocks: list[Block] = [
         ("h2", "Breakdowns (held-out questions)"),
         ("p", "Dev and test halves are fixed by a hash of the question id: choices are made on the dev half, the "
-              "test half is the number to quote. Seen documents reached the tuned model's training set."),
+              "test half is the number to quote. Seen documents reached the tuned model's training set. "
+              "Cells are key-fact accuracy."),
         ("table", ["subset", "n", *modes],
-         [[name, str(sub["n"]), *(estimate_cell(sub["paths"].get(m, {}).get("domain_score")) for m in modes)]
+         [[name, str(sub["n"]), *(estimate_cell(sub["paths"].get(m, {}).get("key_fact_accuracy")) for m in modes)]
           for name, sub in found["subsets"].items()])]
     if found.get("retrieval"):
         blocks += [("p", "Retrieval is the ceiling of the paths that read context: key facts in the context they "

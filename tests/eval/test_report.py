@@ -8,6 +8,7 @@ import numpy as np
 from assistant.config import load_config
 from assistant.manifest import read_manifest
 from eval.evaluate import QuestionSource, summarise, write_report
+from eval.questions import Question
 from eval.report import compare_runs
 
 MODES = ["base", "rag", "offline", "hybrid"]
@@ -39,7 +40,9 @@ def hand_made_rows(n: int = 24) -> list[dict]:
 
 def make_report(tmp_path):
     cfg = load_config(overrides={"workspace": str(tmp_path / "ws"), "eval": {"bootstrap_samples": 200}})
-    source = QuestionSource(questions=[], path=tmp_path / "heldout.jsonl")
+    questions = [Question(f"q{i}", f"question {i}?", kind="unanswerable" if i % 6 == 0 else "fact",
+                          key_facts=None if i % 6 == 0 else ("answer",), source_ids=("doc.md",)) for i in range(24)]
+    source = QuestionSource(questions=questions, path=tmp_path / "heldout.jsonl")
     forgetting = {"skipped": "no general questions in this test"}
     inputs = {"adapter": "abc123", "index": "f00d", "dataset": "d1", "questions": "q-hash"}
     rows = hand_made_rows()
@@ -63,6 +66,7 @@ def test_report_states_the_measured_verdicts(tmp_path):
     assert "hybrid beats rag by +" in markdown
     assert "offline beats base by +" in markdown
     assert "Fine-tuning is worth it" in markdown
+    assert "| dev half |" in markdown and "| test half |" in markdown   # the breakdowns reach the report
     assert "no embedding model loaded" in markdown          # missing values are explained, not zeroed
     assert "missing" in report.table                        # semantic similarity: no value, not 0
     html = (report.report_dir / "report.html").read_text()
