@@ -96,7 +96,7 @@ class Retriever:
                       mode: str | None = None) -> list[list[Hit]]:
         """What goes into the prompt: for each query, the `sentences` units (indexing.sentences) of its top_k
         chunks that match it best by embedding, grouped under their chunk (one numbered block per chunk,
-        blocks in order of their best unit, units in reading order). sentences=0 gives whole chunks."""
+        blocks in order of their best unit, units best first). sentences=0 gives whole chunks."""
         from dataclasses import replace
 
         from indexing.embed import embed_query_batch

@@ -53,17 +53,22 @@ def markdown_units(chunk: Chunk) -> list[tuple[str, str, tuple[list[str], list[s
             units.extend((heading, s, None) for s in split_sentences(clean_markdown(" ".join(paragraph))))
             paragraph.clear()
 
-    for line in chunk.text.splitlines():
+    lines = chunk.text.splitlines()
+    for number, line in enumerate(lines):
         stripped = line.strip()
         if stripped.startswith("|"):
             flush_paragraph()
             cells = [clean_markdown(c) for c in stripped.strip("|").split("|")]
-            if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
+            if _is_separator(stripped):
                 continue
-            if header is None:
+            following = lines[number + 1].strip() if number + 1 < len(lines) else ""
+            if _is_separator(following):
                 header = cells
-            else:
-                units.append((heading, render_table_row(header, cells, chunk.title, heading), (header, cells)))
+                continue
+            # A chunk can start inside a table, below its header: its rows are then told without column names,
+            # rather than with the first row's cells read as names.
+            names = header if header is not None and len(header) == len(cells) else [""] * len(cells)
+            units.append((heading, render_table_row(names, cells, chunk.title, heading), (names, cells)))
             continue
         header = None
         if not stripped or stripped.startswith("#"):
@@ -83,6 +88,11 @@ def markdown_units(chunk: Chunk) -> list[tuple[str, str, tuple[list[str], list[s
             paragraph.append(stripped)
     flush_paragraph()
     return units
+
+
+def _is_separator(line: str) -> bool:
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return line.startswith("|") and any(cells) and all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c)
 
 
 def render_table_row(header: list[str], cells: list[str], title: str, heading: str) -> str:

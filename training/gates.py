@@ -22,7 +22,7 @@ from assistant.prompts import REFUSAL
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'&-]*")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
-_CITATION = re.compile(r"^\s*\[\d+\]\s*|\s*\[\d+\]\s*$")   # "[2] answer" (RAFT) or "answer [2]"
+_CITATION = re.compile(r"\s*\[\d+\]\s*")   # "[2] answer [3] more" (RAFT) or "answer [2]"
 _FILLER = frozenset("""a an the and or but if of for to in on at by with from is are was were be been it its this that
 these those you your i my we our they their as so not no can may must will would should do does per than then
 there here what which who whom when where how""".split())
@@ -54,7 +54,7 @@ def is_grounded(answer: str, source: str, min_support: float = 0.8) -> bool:
     """Every number in the answer appears in the source, and most of its content words do too."""
     if answer.startswith(REFUSAL):
         return True
-    answer = _CITATION.sub("", answer)
+    answer = _CITATION.sub(" ", answer).strip()
     source_lower = source.lower()
     source_numbers = {n.replace(",", "") for n in _NUMBER.findall(source)}
     if any(n.replace(",", "") not in source_numbers for n in _NUMBER.findall(answer)):
@@ -128,8 +128,8 @@ def apply_gates(records: Sequence[dict], sources: dict[str, str], held_out: Sequ
     for record in records:
         if not check_format(record, max_answer_words):
             rejected["format"] += 1
-        elif not is_grounded(answer_of(record), sources.get(record["meta"]["chunk_ids"][0], "")
-                             if record["meta"]["chunk_ids"] else ""):
+        # against every chunk the pair names: a RAFT answer quotes the oracle, then a line of another block
+        elif not is_grounded(answer_of(record), "\n".join(sources.get(i, "") for i in record["meta"]["chunk_ids"])):
             rejected["ungrounded"] += 1
         else:
             passed.append(record)

@@ -42,7 +42,9 @@ def training_arguments(cfg: Config, output_dir: Path, has_validation: bool, **ov
         lr_scheduler_type="cosine",
         warmup_steps=0.05,                      # a ratio of all steps
         bf16=use_bf16(cfg.train.bf16, "training"),
-        gradient_checkpointing=False,           # memory is not the limit at this size; recomputation costs ~30%
+        # memory is not the limit at this size; recomputation costs ~30% (transformers 5 renamed the setting)
+        **({"activation_checkpointing": False} if "activation_checkpointing" in SFTConfig.__dataclass_fields__
+           else {"gradient_checkpointing": False}),
         packing=False,                          # rows come packed already (sft.pack_rows), see PackedRowsCollator
         dataset_kwargs={"skip_prepare_dataset": True},
         max_length=cfg.train.max_seq_len,
