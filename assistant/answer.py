@@ -170,6 +170,10 @@ class Assistant:
             return Answer(NO_ADAPTER_REPLY.format(mode=mode), mode)
         return None
 
+    def _refusal_floor(self, mode: str) -> float:
+        # hybrid only: the tuned reader was taught to refuse from its context; the floor was chosen there
+        return self.cfg.answer.refusal_floor if mode == "hybrid" else 0.0
+
     def _retrieve(self, questions: list[str], mode: str) -> list[list[Hit] | None]:
         if mode not in RETRIEVAL_MODES:
             return [None] * len(questions)
@@ -202,7 +206,8 @@ class Assistant:
         # Step 3: generate, greedily, passing text pieces on as they come.
         first_token_s, generation = None, None
         for piece in self.generator.stream(messages, tuned=mode in TUNED_MODES,
-                                           max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens):
+                                           max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens,
+                                           refusal_floor=self._refusal_floor(mode)):
             if isinstance(piece, Generation):
                 generation = piece
             else:
@@ -249,7 +254,8 @@ class Assistant:
         for group in (by_length[k:k + size] for k in range(0, len(by_length), size)):
             generations = self.generator.generate_batch(
                 [prompts[j] for j in group], tuned=mode in TUNED_MODES,
-                max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens)
+                max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens,
+                refusal_floor=self._refusal_floor(mode))
             # Step 4: cite.
             for j, generation in zip(group, generations):
                 i = todo[j]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.config import Config, ConfigError
-from assistant.prompts import END_OF_TURN
+from assistant.prompts import END_OF_TURN, REFUSAL
 
 
 @dataclass
@@ -58,6 +58,7 @@ class LocalGenerator:
         self.has_adapter = tuned is not None
         eos = base.generation_config.eos_token_id
         self.stop_ids = set(eos if isinstance(eos, list) else [eos])
+        self.refusal_token = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"][0]
         self._lock = threading.Lock()
 
     def model(self, tuned: bool):
@@ -77,15 +78,20 @@ class LocalGenerator:
                 return position
         return len(new_ids)
 
+    def _refusal_rule(self, refusal_floor: float, prompt_length: int) -> list:
+        return [_RefuseWhenLikely(self.refusal_token, refusal_floor, prompt_length)] if refusal_floor else []
+
     def generate_batch(self, conversations: Sequence[list[dict]], *, tuned: bool,
-                       max_new_tokens: int) -> list[Generation]:
+                       max_new_tokens: int, refusal_floor: float = 0.0) -> list[Generation]:
         import torch
+        from transformers import LogitsProcessorList
 
         inputs = self._encode(conversations)
+        rules = LogitsProcessorList(self._refusal_rule(refusal_floor, inputs["input_ids"].shape[1]))
         start = time.perf_counter()
         with self._lock, torch.inference_mode():
             output = self.model(tuned).generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                         top_p=None, top_k=None)
+                                         top_p=None, top_k=None, logits_processor=rules)
         seconds = time.perf_counter() - start
         new_ids = output[:, inputs["input_ids"].shape[1]:]   # [batch, generated]
         results = []
@@ -95,11 +101,13 @@ class LocalGenerator:
             results.append(Generation(text, length, None, seconds))
         return results
 
-    def stream(self, messages: list[dict], *, tuned: bool, max_new_tokens: int) -> Iterator[str | Generation]:
+    def stream(self, messages: list[dict], *, tuned: bool, max_new_tokens: int,
+               refusal_floor: float = 0.0) -> Iterator[str | Generation]:
         import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self._encode([messages])
+        rules = LogitsProcessorList(self._refusal_rule(refusal_floor, inputs["input_ids"].shape[1]))
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         left = threading.Event()
         outcome: dict = {}
@@ -109,7 +117,8 @@ class LocalGenerator:
                 with self._lock, torch.inference_mode():
                     outcome["ids"] = self.model(tuned).generate(
                         **inputs, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                        streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenSet(left)]))
+                        streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenSet(left)]),
+                        logits_processor=rules)
             except Exception as err:  # handed to the consumer below, which raises it
                 outcome["error"] = err
                 streamer.end()
@@ -133,6 +142,26 @@ class LocalGenerator:
         length = self._answer_length(new_ids)
         text = self.tokenizer.decode(new_ids[:length], skip_special_tokens=True).strip()
         yield Generation(text, length, first_token_s, time.perf_counter() - start)
+
+
+class _RefuseWhenLikely:
+    """At the answer's first token: start the refusal sentence when the model gives its first token at
+    least `floor` probability, though it would pick something else greedily.
+
+    A small reader that has seen few refusals rarely ranks one first, yet on questions its context cannot
+    answer it gives the refusal more weight than on those it can (shipped corpus, dev half of the held-out
+    set: AUC 0.79). Greedy decoding throws that signal away; a floor keeps it."""
+
+    def __init__(self, token: int, floor: float, prompt_length: int):
+        self.token, self.floor, self.prompt_length = token, floor, prompt_length
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[1] != self.prompt_length:
+            return scores
+        likely = scores.float().softmax(-1)[:, self.token] >= self.floor
+        scores[likely] = float("-inf")
+        scores[likely, self.token] = 0.0
+        return scores
 
 
 class _StopWhenSet:
@@ -177,12 +206,14 @@ class RemoteGenerator:
         return Generation(text, tokens, None, time.perf_counter() - start)
 
     def generate_batch(self, conversations: Sequence[list[dict]], *, tuned: bool,
-                       max_new_tokens: int) -> list[Generation]:
+                       max_new_tokens: int, refusal_floor: float = 0.0) -> list[Generation]:
+        # (A server's first-token probabilities are not ours to floor: refusal_floor applies locally only.)
         # The server batches concurrent requests itself; we only have to send them together.
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(conversations)))) as pool:
             return list(pool.map(lambda m: self._generate_one(m, tuned, max_new_tokens), conversations))
 
-    def stream(self, messages: list[dict], *, tuned: bool, max_new_tokens: int) -> Iterator[str | Generation]:
+    def stream(self, messages: list[dict], *, tuned: bool, max_new_tokens: int,
+               refusal_floor: float = 0.0) -> Iterator[str | Generation]:
         start = time.perf_counter()
         first_token_s, pieces = None, []
         for chunk in self._request(messages, tuned, max_new_tokens, stream=True):

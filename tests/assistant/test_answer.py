@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from assistant.prompts import SYSTEM
+from assistant.prompts import REFUSAL, SYSTEM
 from assistant.answer import (EMPTY_REPLY, MODES, Answer, Assistant, bounded_history, message_text,
                               prompt_messages)
 from indexing.records import Chunk, Hit
@@ -130,3 +130,15 @@ def test_history_reaches_the_prompt(assistant):
     messages = prompt_messages("And the senior tier?", [Hit(chunk, 1.0)], history)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert assistant.answer("And the senior tier?", "rag", history).text
+
+
+def test_refusal_floor_starts_the_refusal_on_hybrid_only(assistant):
+    # A random model never gives the refusal's first token 10% of its mass: the default floor leaves greedy alone.
+    greedy = {mode: assistant.answer(QUESTION, mode).text for mode in ("base", "hybrid")}
+    assistant.cfg.answer.refusal_floor = 1e-12        # any probability at all: always take the refusal's start
+    try:
+        for item in (assistant.answer(QUESTION, "hybrid"), assistant.answer_batch([QUESTION], "hybrid")[0]):
+            assert item.text.startswith(REFUSAL.split()[0]) and item.text != greedy["hybrid"]
+        assert assistant.answer(QUESTION, "base").text == greedy["base"]
+    finally:
+        assistant.cfg.answer.refusal_floor = 0.1
