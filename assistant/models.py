@@ -176,7 +176,8 @@ def hardware_note() -> str:
         device = torch.cuda.get_device_name(0)
     else:
         device = f"{cpu_name()}, {os.cpu_count()} cores"
-    return f"{device}; native bf16: {'yes' if native_bf16() else 'no'}"
+    forced = " (set by ASSISTANT_NATIVE_BF16)" if os.environ.get("ASSISTANT_NATIVE_BF16", "").strip() else ""
+    return f"{device}; native bf16: {'yes' if native_bf16() else 'no'}{forced}"
 
 
 def precision_name(bf16: bool) -> str:
