@@ -149,8 +149,8 @@ def store_uploads(cfg: Config, uploaded: list[str]) -> tuple[list[Path], list[st
         if name is None:
             problems.append(f"{temp.name}: not a supported type ({', '.join(UPLOAD_TYPES)}) - skipped")
         elif size > limit:
-            problems.append(f"{temp.name}: {size / 1e6:.2f} MB is over the {cfg.index.max_file_mb:g} MB limit "
-                            "(index.max_file_mb) - skipped")
+            problems.append(f"{temp.name}: {size:,} bytes is over the {cfg.index.max_file_mb:g} MB limit "
+                            f"({limit:,} bytes; index.max_file_mb) - skipped")
         else:
             target = _store_one(temp, folder, name)
             if target.name != name:

@@ -68,7 +68,7 @@ def test_upload_and_indexer_limits_agree_in_megabytes(tmp_path, cfg):
     at_limit = _upload(tmp_path, "t2", "fits.md", b"# Fits\n\n" + b"a" * (1_000_000 - 8))
     stored, problems = store_uploads(cfg, [just_over, at_limit])
     assert [p.name for p in stored] == ["fits.md"]
-    assert problems == ["big.md: 1.00 MB is over the 1 MB limit (index.max_file_mb) - skipped"]
+    assert problems == ["big.md: 1,000,007 bytes is over the 1 MB limit (1,000,000 bytes; index.max_file_mb) - skipped"]
 
 
 @pytest.mark.guards("works")
