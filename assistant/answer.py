@@ -24,6 +24,7 @@ from assistant.config import Config
 from assistant.generate import Generation, open_generator
 from assistant.manifest import latest_artifact
 from assistant.prompts import build_messages
+from indexing.ingest import strip_control_tokens
 from indexing.records import Hit
 
 MODES = ("base", "rag", "offline", "hybrid")
@@ -37,9 +38,6 @@ NO_ADAPTER_REPLY = (
     "pipeline with `assistant run`. The base and rag paths work now.")
 NO_INDEX_REPLY = "There is no knowledge base yet, so the {mode} path has nothing to retrieve. Build it with `assistant index`."
 
-# Gemma's control tokens. A document or a message that contains them literally would be read as
-# real turn boundaries and could forge a new system or model turn; as data they must be inert.
-_CONTROL_TOKENS = re.compile(r"<(?:start_of_turn|end_of_turn|bos|eos|pad)>")
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
 
@@ -115,9 +113,10 @@ def bounded_history(history: Sequence[dict], turns: int, max_chars: int) -> list
 
 
 def prompt_messages(question: str, hits: list[Hit] | None, history: Sequence[dict]) -> list[dict]:
-    """The project's one prompt, with control tokens defused in everything that is data."""
+    """The project's one prompt, with control tokens defused in everything that is data (the question,
+    the history; chunks lost theirs at ingest, but an index built before that may still hold some)."""
     messages = build_messages(question, hits, history)
-    return [{**m, "content": _CONTROL_TOKENS.sub("", m["content"])} for m in messages]
+    return [{**m, "content": strip_control_tokens(m["content"])} for m in messages]
 
 
 def find_adapter(cfg: Config, adapter: Path | None) -> Path | None:

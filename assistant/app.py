@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import json
 import re
 import shutil
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +24,12 @@ import gradio as gr
 
 from assistant.answer import MODES, Answer, Assistant, message_text
 from assistant.config import Config
-from assistant.manifest import latest_artifact, read_manifest
+from assistant.manifest import latest_artifact, read_manifest, sha256_file
 
 MODE_HELP = {"base": "base model, no retrieval", "rag": "base model + retrieved context",
              "offline": "tuned model, no retrieval", "hybrid": "tuned model + retrieved context"}
 UPLOAD_TYPES = (".md", ".markdown", ".txt", ".pdf", ".html", ".htm", ".docx")
+_MAX_NAME_BYTES = 200
 SNIPPET_CHARS = 700
 PAIR_COLUMNS = ["type", "question", "answer", "doc_id"]
 SHOWN_PAIRS = 200
@@ -114,32 +117,64 @@ def upload_folder(cfg: Config) -> Path:
 
 def safe_upload_name(name: str) -> str | None:
     """A plain file name for an upload, or None. Folders in the name are dropped, so
-    '../../x.md' becomes 'x.md': an upload can only land in the upload folder."""
-    base = Path(name.replace("\\", "/")).name
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip("._")
-    return base if base and Path(base).suffix.lower() in UPLOAD_TYPES else None
+    '../../x.md' becomes 'x.md': an upload can only land in the upload folder. Letters of every
+    script are kept ('отчёт.md'); other characters become '_'."""
+    base = Path(unicodedata.normalize("NFC", name).replace("\\", "/")).name
+    base = re.sub(r"[^\w.-]+", "_", base).lstrip("._")
+    stem, suffix = Path(base).stem, Path(base).suffix
+    while len((stem + suffix).encode()) > _MAX_NAME_BYTES:   # file systems stop at 255 bytes
+        stem = stem[:-1]
+    base = stem + suffix
+    return base if stem and suffix.lower() in UPLOAD_TYPES else None
+
+
+def upload_limit_bytes(cfg: Config) -> int:
+    """index.max_file_mb in bytes, counted as the indexer counts (1 MB = 10^6 bytes), so a file accepted
+    here is never refused there as too big."""
+    return int(cfg.index.max_file_mb * 1_000_000)
 
 
 def store_uploads(cfg: Config, uploaded: list[str]) -> tuple[list[Path], list[str]]:
-    """Copy accepted uploads under the workspace; returns (stored paths, one-line problems)."""
+    """Copy accepted uploads under the workspace; returns (stored paths, one-line notes and problems).
+    No upload overwrites another: a name already taken by different content gets a number
+    ('report-2.md'); the same content uploaded again is stored once."""
     folder = upload_folder(cfg).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    limit = int(cfg.index.max_file_mb * 1024 * 1024)
+    limit = upload_limit_bytes(cfg)
     stored, problems = [], []
     for temp in uploaded or []:
         temp = Path(temp)
         name = safe_upload_name(temp.name)
+        size = temp.stat().st_size
         if name is None:
             problems.append(f"{temp.name}: not a supported type ({', '.join(UPLOAD_TYPES)}) - skipped")
-        elif temp.stat().st_size > limit:
-            problems.append(f"{temp.name}: larger than {cfg.index.max_file_mb:g} MB (index.max_file_mb) - skipped")
+        elif size > limit:
+            problems.append(f"{temp.name}: {size:,} bytes is over the {cfg.index.max_file_mb:g} MB limit "
+                            f"({limit:,} bytes; index.max_file_mb) - skipped")
         else:
-            target = folder / name
-            scratch = folder / f".{name}.partial"
-            shutil.copyfile(temp, scratch)
-            scratch.replace(target)
-            stored.append(target)
+            target = _store_one(temp, folder, name)
+            if target.name != name:
+                problems.append(f"{temp.name}: another upload is already named {name}; stored as {target.name}")
+            if target not in stored:
+                stored.append(target)
     return stored, problems
+
+
+def _store_one(temp: Path, folder: Path, name: str) -> Path:
+    """`temp` copied to the first free name in `folder` (name, name-2, ...), or the file there with its content."""
+    digest = sha256_file(temp)
+    stem, suffix = Path(name).stem, Path(name).suffix
+    for n in itertools.count(1):
+        target = folder / (name if n == 1 else f"{stem}-{n}{suffix}")
+        if target.exists():
+            if sha256_file(target) == digest:
+                return target
+            continue
+        scratch = folder / f".{target.name}.partial"
+        shutil.copyfile(temp, scratch)
+        scratch.replace(target)
+        return target
+    raise AssertionError("itertools.count never ends")
 
 
 def knowledge_status(cfg: Config) -> str:
@@ -154,7 +189,8 @@ def knowledge_status(cfg: Config) -> str:
 
 
 def add_documents(assistant: Assistant, uploaded: list[str], progress=None) -> str:
-    """Store the uploads, then bring the index in line with the corpus plus every upload."""
+    """Store the uploads, then bring the index in line with the corpus plus every upload. Every upload
+    that ends up out of the index is listed with the reason; one the indexer cannot read is not kept."""
     from indexing.store import build_index
 
     cfg = assistant.cfg
@@ -165,10 +201,15 @@ def add_documents(assistant: Assistant, uploaded: list[str], progress=None) -> s
             progress(0, desc="Indexing")
         report = build_index(cfg, paths=[cfg.corpus, upload_folder(cfg)])
         assistant.reload_knowledge()
-        figures = report.to_dict()
-        lines.insert(0, f"Stored {len(stored)} file(s) under `{upload_folder(cfg)}` and reindexed: "
-                        f"{figures.get('chunks_added', 0)} chunks added, {figures.get('chunks_removed', 0)} removed, "
-                        f"{figures.get('seconds', 0)} s.")
+        skipped = {Path(item["path"]).resolve(): item["reason"] for item in report.skipped}
+        refused = [path for path in stored if path in skipped]
+        for path in refused:
+            path.unlink(missing_ok=True)
+            lines.append(f"- {path.name}: {skipped.pop(path)} - not added")
+        lines += [f"- {path} (corpus): {reason} - skipped" for path, reason in skipped.items()]
+        lines.insert(0, f"Stored {len(stored) - len(refused)} of {len(uploaded)} file(s) under `{upload_folder(cfg)}` "
+                        f"and reindexed: {report.chunks_added} chunks added, {report.chunks_removed} removed, "
+                        f"{report.seconds} s.")
     elif not problems:
         lines.append("Choose one or more documents first.")
     return "\n".join(lines)
@@ -315,6 +356,6 @@ def launch(cfg: Config, host: str = "127.0.0.1", port: int = 7860, auth: tuple[s
     app.queue(default_concurrency_limit=1)
     _, url, _ = app.launch(
         server_name=host, server_port=port, auth=auth, share=False, prevent_thread_lock=not block,
-        max_file_size=f"{cfg.index.max_file_mb:g}mb",
+        max_file_size=upload_limit_bytes(cfg),
         theme=gr.themes.Soft(), show_error=True, quiet=not block)
     return app, url

@@ -87,10 +87,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load_config(args.config, config_overrides(args))
+        if cfg.home.exists() and not cfg.home.is_dir():
+            raise ConfigError(f"--workspace {cfg.home} is a file, not a folder; pass a folder (it is created when missing)")
         return int(args.command.run(args, cfg) or 0)
     except (ConfigError, MissingModelError) as err:
         print(f"assistant {args.verb}: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"assistant {args.verb}: {err}; check that path and its permissions", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"assistant {args.verb}: interrupted; re-run the same command to resume.", file=sys.stderr)
         return 130

@@ -12,12 +12,20 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CORPUS = REPO_ROOT / "corpora" / "finance" / "docs"
 PACKAGED_BASE_MODEL = "packaged:gemma3-270m"
 PACKAGED_EMBED_MODEL = "packaged:all-MiniLM-L6-v2"
+
+
+def default_model_cache() -> Path:
+    """Per user, beside the Hugging Face cache (HF_HOME, else ~/.cache/huggingface): every checkout and
+    every folder the CLI runs in share one converted copy instead of ~1 GB each."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "domain-assistant" / "models"
 
 
 class Section(BaseModel):
@@ -105,11 +113,12 @@ class Config(Section):
     corpus: Path = Field(SHIPPED_CORPUS, description="Folder of documents to index (Markdown, text, PDF, HTML, DOCX).")
     questions: Path | None = Field(None, description="Held-out questions (JSONL); default: <corpus>/../eval/heldout.jsonl when it exists, else a generated set.")
     workspace: Path | None = Field(None, description="Where every stage writes; default: workspace/<corpus name>.")
-    model_cache: Path = Field(Path("workspace/models"), description="Converted model weights, shared by all workspaces.")
+    model_cache: Path = Field(default_factory=default_model_cache, description="Converted model weights, shared by all workspaces and checkouts (default: <HF_HOME>/domain-assistant/models; ASSISTANT_MODEL_CACHE overrides).")
     base_model: str = Field(PACKAGED_BASE_MODEL, description="Generator: the packaged Gemma 3 270M, an HF id, or a local path.")
     embed_model: str = Field(PACKAGED_EMBED_MODEL, description="Embedder: the packaged all-MiniLM-L6-v2, an HF id, or a local path.")
     chroma_url: str | None = Field(None, description="A Chroma server (http://host:port) instead of the embedded store.")
     seed: int = Field(0, description="Seed for sampling, splits and training.")
+    api_key: SecretStr | None = Field(None, min_length=8, description="Key (8+ characters) `assistant serve` requires (Authorization: Bearer <key>); needed for a host other than loopback. Prefer ASSISTANT_API_KEY to --api-key, which the process list shows.")
     index: IndexConfig = IndexConfig()
     retrieve: RetrieveConfig = RetrieveConfig()
     synth: SynthConfig = SynthConfig()
@@ -189,8 +198,10 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     if toml_path.exists():
         try:
             data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{toml_path}: not valid TOML ({err}); fix the file or pass --config another.toml") from err
+        except OSError as err:
+            raise ConfigError(f"{toml_path}: cannot be read ({err.strerror or err}); pass --config with a TOML file") from err
     elif path is not None:
         raise ConfigError(f"{path}: config file not found; check --config")
     data = _merge(_merge(data, _env_overrides()), overrides or {})

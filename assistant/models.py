@@ -71,7 +71,7 @@ def base_model_path(cfg: Config) -> Path | str:
 def _convert_gguf(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"Converting {gguf.name} to safetensors in {target} (once, ~40 s)...", flush=True)
+    print(f"Converting {gguf.name} to safetensors in {target} (once, ~40 s)...", file=sys.stderr, flush=True)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The weights are dequantized now: a leftover quantizer would make save_pretrained refuse, and a

@@ -82,9 +82,16 @@ def load_questions(path: Path) -> list[Question]:
     path = Path(path)
     if not path.exists():
         raise QuestionsError(f"{path}: question file not found; pass --questions with a JSONL file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise QuestionsError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                             "re-save it as UTF-8 JSONL, one question object a line") from None
+    except OSError as err:
+        raise QuestionsError(f"{path}: cannot be read ({err.strerror or err}); pass --questions with a JSONL file") from None
     questions: list[Question] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"

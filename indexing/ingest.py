@@ -2,13 +2,20 @@
 
     python -m indexing.ingest corpora/finance/docs     # lists what would be indexed, and what is skipped
 
-Markdown and plain text are read here (strict UTF-8, YAML front matter stripped but its id/title kept);
+Markdown and plain text are read here (strict UTF-8, or UTF-16 with a byte-order mark; YAML front matter
+stripped but its id/title kept);
 PDF through pypdf (page by page), DOCX through llama-index's DocxReader (docx2txt); HTML through BeautifulSoup with its
 headings turned into Markdown headings, so the chunker keeps the section path for every format.
 A file that cannot be read raises `UnreadableFile` with a one-line reason that says what to do.
+
+A document's id is its front-matter `id`, else its path relative to the corpus without the suffix
+(`policies/travel`), so same-named files in different folders stay apart. Documents are data: the
+model's control tokens (`<start_of_turn>` and the like) are removed from their text here, before
+chunking, so neither retrieval nor the synthetic training pairs ever carry one.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +26,10 @@ import yaml
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".pdf": "pdf",
              ".html": "html", ".htm": "html", ".docx": "docx"}
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+# Gemma's special tokens: written literally in a document or a message, the tokenizer would read them as
+# real turn boundaries (a forged system or model turn). As data they must be inert.
+_CONTROL_TOKEN = re.compile(r"<(?:start_of_turn|end_of_turn|bos|eos|pad|unk|mask|start_of_image|end_of_image"
+                            r"|image_soft_token)>")
 
 
 class UnreadableFile(ValueError):
@@ -28,32 +39,91 @@ class UnreadableFile(ValueError):
 @dataclass
 class SourceDocument:
     """One file's text, split into pages (one page for everything but PDF)."""
-    doc_id: str
+    doc_id: str                 # front-matter id, else set by read_document
     title: str
     source: str
     format: str                 # "markdown" | "text" | "pdf" | "html" | "docx"
     pages: list[tuple[int | None, str]] = field(default_factory=list)   # (page number or None, text)
 
 
-def find_documents(paths: list[Path]) -> list[Path]:
-    """Every supported file under `paths`, sorted. Hidden files and other types inside folders are
-    ignored; a file named explicitly is returned whatever its type, so an unsupported one is reported."""
-    found: set[Path] = set()
-    for path in paths:
-        path = Path(path)
+def strip_control_tokens(text: str) -> str:
+    """`text` without control tokens, removed until none is left: one pass would turn
+    `<start_of_<eos>turn>` into a real `<start_of_turn>`."""
+    while True:
+        stripped = _CONTROL_TOKEN.sub("", text)
+        if stripped == text:
+            return text
+        text = stripped
+
+
+def find_documents(paths: list[Path], skipped: list[dict[str, str]] | None = None) -> list[Path]:
+    """Every supported file under `paths`, sorted, as absolute paths with symbolic links kept (a linked
+    file is reported under its own name). Hidden files and other types inside folders are ignored; a
+    file named explicitly is returned whatever its type, so an unsupported one is reported. Folders that
+    cannot be listed and links that lead nowhere go to `skipped` ({"path", "reason"}), or to stderr."""
+    problems: list[dict[str, str]] = [] if skipped is None else skipped
+    found: dict[Path, Path] = {}       # real file -> the first path that reached it
+    for path in map(Path, paths):
         if path.is_dir():
-            found.update(p for p in path.rglob("*")
-                         if p.is_file() and p.suffix.lower() in SUPPORTED
-                         and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files = _walk_folder(path.absolute(), problems)
         elif path.exists():
-            found.add(path)
+            files = [path.absolute()]
         else:
             raise FileNotFoundError(f"{path}: no such file or folder; check the path given to `assistant index`")
-    return sorted(p.resolve() for p in found)
+        for file in sorted(files):
+            # Two links to one file are one document.
+            found.setdefault(file.resolve(), file)
+    if skipped is None:
+        for problem in problems:
+            print(f"skipped {problem['path']}: {problem['reason']}", file=sys.stderr)
+    return sorted(found.values())
 
 
-def read_document(path: Path, max_file_mb: float) -> SourceDocument:
-    """Read one file, or raise UnreadableFile saying why it was skipped."""
+def _walk_folder(root: Path, problems: list[dict[str, str]]) -> list[Path]:
+    """Supported files under `root`; linked folders are followed once each, so a link loop ends."""
+    files, visited, folders = [], set(), [root]
+    while folders:
+        folder = folders.pop()
+        real = folder.resolve()
+        if real in visited:
+            continue
+        visited.add(real)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as err:
+            problems.append({"path": str(folder), "reason": f"folder cannot be read ({err.strerror or err}); "
+                                                          "fix its permissions or leave it out"})
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            if path.is_dir():   # pathlib's, which reads a link loop as 'no'
+                folders.append(path)
+            elif path.suffix.lower() not in SUPPORTED:
+                continue
+            elif path.is_file():
+                files.append(path)
+            elif path.is_symlink():
+                problems.append({"path": str(path), "reason": "symbolic link to nothing (broken or a loop); "
+                                                              "fix the link or remove it"})
+    return files
+
+
+def document_id(path: Path, roots: list[Path]) -> str:
+    """The path relative to the first root that holds it, without the suffix (`policies/travel`); the
+    stem for a file under none of them."""
+    for root in roots:
+        try:
+            return Path(path).absolute().relative_to(Path(root).absolute()).with_suffix("").as_posix()
+        except ValueError:
+            continue
+    return Path(path).stem
+
+
+def read_document(path: Path, max_file_mb: float, doc_id: str | None = None) -> SourceDocument:
+    """Read one file, or raise UnreadableFile saying why it was skipped. `doc_id` (default: the file's
+    stem) is used unless the file's front matter gives one."""
     path = Path(path)
     kind = SUPPORTED.get(path.suffix.lower())
     if kind is None:
@@ -69,6 +139,9 @@ def read_document(path: Path, max_file_mb: float) -> SourceDocument:
               "html": _read_html, "docx": _read_docx}[kind]
     document = reader(path)
     document.format = kind
+    document.doc_id = document.doc_id or doc_id or path.stem
+    document.title = strip_control_tokens(document.title)
+    document.pages = [(page, strip_control_tokens(text)) for page, text in document.pages]
     if not any(text.strip() for _, text in document.pages):
         raise UnreadableFile("no text found (empty, or a scanned image without a text layer); "
                              "add text or export it with a text layer")
@@ -77,8 +150,18 @@ def read_document(path: Path, max_file_mb: float) -> SourceDocument:
 
 def _decode_text(path: Path) -> str:
     data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise UnreadableFile("broken UTF-16 (it starts with a UTF-16 byte-order mark but does not decode); "
+                                 "re-save it as UTF-8") from None
+        if "\x00" in text:
+            raise UnreadableFile("binary data in a text file (NUL characters); is it really text? remove or rename it")
+        return text
     if b"\x00" in data[:8192]:
-        raise UnreadableFile("binary data in a text file (NUL bytes); is it really text? remove or rename it")
+        raise UnreadableFile("binary data in a text file (NUL bytes), or UTF-16 without a byte-order mark; "
+                             "re-save it as UTF-8, or remove it if it is not text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -98,8 +181,7 @@ def _read_markdown(path: Path) -> SourceDocument:
         front = loaded if isinstance(loaded, dict) else {}
         text = text[match.end():]
     title = str(front.get("title") or _first_heading(text) or path.stem)
-    doc_id = str(front.get("id") or path.stem)
-    return SourceDocument(doc_id, title, str(path), "markdown", [(None, linearise_wide_tables(strip_link_targets(text)))])
+    return SourceDocument(str(front.get("id") or ""), title, str(path), "markdown", [(None, linearise_wide_tables(strip_link_targets(text)))])
 
 
 _LINK = re.compile(r"!?\[([^\]]*)\]\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)")
@@ -179,7 +261,7 @@ def _read_pdf(path: Path) -> SourceDocument:
         pages = [(number, page.extract_text() or "") for number, page in enumerate(reader.pages, start=1)]
     except (PyPdfError, ValueError, OSError, KeyError) as err:
         raise UnreadableFile(f"corrupt or truncated PDF ({err}); re-export it") from None
-    return SourceDocument(path.stem, _title_from_stem(path), str(path), "pdf", pages)
+    return SourceDocument("", _title_from_stem(path), str(path), "pdf", pages)
 
 
 def _read_docx(path: Path) -> SourceDocument:
@@ -192,7 +274,7 @@ def _read_docx(path: Path) -> SourceDocument:
     except (zipfile.BadZipFile, KeyError, ValueError) as err:
         raise UnreadableFile(f"not a valid DOCX file ({err}); re-save it from Word or LibreOffice") from None
     text = "\n\n".join(d.text for d in documents)
-    return SourceDocument(path.stem, _title_from_stem(path), str(path), "docx", [(None, text)])
+    return SourceDocument("", _title_from_stem(path), str(path), "docx", [(None, text)])
 
 
 def _read_html(path: Path) -> SourceDocument:
@@ -213,7 +295,7 @@ def _read_html(path: Path) -> SourceDocument:
     for block in body.find_all(["p", "li", "tr", "div", "br"]):
         block.insert_after("\n")
     text = re.sub(r"\n\s*\n+", "\n\n", body.get_text()).strip()
-    return SourceDocument(path.stem, title or _first_heading(text) or _title_from_stem(path), str(path), "html",
+    return SourceDocument("", title or _first_heading(text) or _title_from_stem(path), str(path), "html",
                           [(None, text)])
 
 
@@ -222,9 +304,10 @@ def _title_from_stem(path: Path) -> str:
 
 
 if __name__ == "__main__":
-    for found in find_documents([Path(p) for p in sys.argv[1:]] or [Path("corpora/finance/docs")]):
+    given = [Path(p) for p in sys.argv[1:]] or [Path("corpora/finance/docs")]
+    for found in find_documents(given):
         try:
-            doc = read_document(found, max_file_mb=20)
+            doc = read_document(found, max_file_mb=20, doc_id=document_id(found, given))
             print(f"ok    {found}  id={doc.doc_id}  title={doc.title!r}  pages={len(doc.pages)}")
         except UnreadableFile as reason:
             print(f"skip  {found}: {reason}")

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 @dataclass(frozen=True)
 class Chunk:
     id: str          # content hash: the same text from the same document gets the same id
-    doc_id: str      # front-matter id, else the file's path relative to the corpus
+    doc_id: str      # front-matter id, else the path relative to the corpus without suffix ("policies/travel")
     text: str
     title: str
     section: str     # heading path, e.g. "Corporate Card > Lost cards"

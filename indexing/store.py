@@ -7,7 +7,9 @@ The store is reconciled, not rebuilt: every run reads and chunks the files, comp
 is done), then removes the old chunks of the files it read. So an unchanged corpus embeds nothing,
 a changed file replaces exactly its old chunks, and a run killed at any point is finished by the
 next one. A file that cannot be read keeps whatever it had in the store. `prune` removes the chunks
-of files that no longer exist.
+of files that no longer exist, unless the same chunk was read from another file in this run (a moved
+or renamed file keeps its chunks, re-pointed at the new path). A chunk found in several files (copies)
+is stored once, under the first of them in path order, so the stored source never flips between runs.
 
 Layout: `<kb_dir>/chroma/` (a chromadb PersistentClient; or a `chroma run` server at
 `--chroma-url`) and `<kb_dir>/manifest.json` (file hashes, embedder, chunking, counts).
@@ -155,29 +157,34 @@ def build_index(cfg: Config, paths: list[Path] | None = None, prune: bool = Fals
 
     started = time.perf_counter()
     report = IndexReport()
-    files = find_documents(list(paths) if paths else [cfg.corpus])
+    roots = [cfg.corpus, *(paths or [])]
+    files = find_documents(list(paths) if paths else [cfg.corpus], report.skipped)
     collection = open_collection(cfg, create=True)
     _check_embedder(cfg, collection)
 
     # Step 1: read and chunk every file; a bad one is reported and keeps what it had in the store.
-    report.files = len(files)
-    wanted, hashes = _read_and_chunk(cfg, files, report, progress)
+    report.files = len(files) + len(report.skipped)
+    wanted, hashes = _read_and_chunk(cfg, files, roots, report, progress)
 
-    # Step 2: compare with what the store holds.
+    # Step 2: compare with what the store holds. Each chunk id is placed once, at its first file.
     stored = _stored_rows(collection)
-    wanted_ids = {c.id for chunks in wanted.values() for c in chunks}
-    to_add = [(c, i) for chunks in wanted.values() for i, c in enumerate(chunks) if c.id not in stored]
-    stale = {cid for cid, meta in stored.items() if meta.get("source") in wanted and cid not in wanted_ids}
+    placed: dict[str, tuple[Chunk, int]] = {}
+    for chunks in wanted.values():
+        for position, chunk in enumerate(chunks):
+            placed.setdefault(chunk.id, (chunk, position))
+    to_add = [placed[cid] for cid in placed if cid not in stored]
+    stale = {cid for cid, meta in stored.items() if meta.get("source") in wanted and cid not in placed}
     if prune:
-        stale |= {cid for cid, meta in stored.items() if not Path(str(meta.get("source", ""))).exists()}
-    report.chunks_unchanged = len(wanted_ids) - len({c.id for c, _ in to_add})
+        stale |= {cid for cid, meta in stored.items()
+                  if cid not in placed and not Path(str(meta.get("source", ""))).exists()}
+    report.chunks_unchanged = len(placed) - len(to_add)
 
     # Step 3: add first, remove after, so a kill in between loses nothing the next run cannot finish.
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
     vector_store = ChromaVectorStore.from_collection(collection)
     report.chunks_added = _embed_and_add(cfg, vector_store, to_add, progress)
-    _refresh_moved(collection, wanted, stored)
+    _refresh_moved(collection, placed, stored)
     for start in range(0, len(stale), _PAGE):
         vector_store.delete_nodes(sorted(stale)[start:start + _PAGE])
     report.chunks_removed = len(stale)
@@ -187,21 +194,22 @@ def build_index(cfg: Config, paths: list[Path] | None = None, prune: bool = Fals
     return report
 
 
-def _read_and_chunk(cfg: Config, files: list[Path], report: IndexReport,
+def _read_and_chunk(cfg: Config, files: list[Path], roots: list[Path], report: IndexReport,
                     progress: bool) -> tuple[dict[str, list[Chunk]], dict[str, str]]:
-    """source -> its chunks in reading order, and source -> file hash; bad files go to report.skipped."""
+    """source -> its chunks in reading order, and source -> file hash; bad files go to report.skipped.
+    A document's id is its path relative to the first of `roots` that holds it (see ingest.document_id)."""
     from tqdm import tqdm
 
     from indexing.chunk import chunk_document
     from indexing.embed import load_tokenize
-    from indexing.ingest import UnreadableFile, read_document
+    from indexing.ingest import UnreadableFile, document_id, read_document
 
     tokenize = load_tokenize(cfg)
     wanted: dict[str, list[Chunk]] = {}
     hashes: dict[str, str] = {}
     for path in tqdm(files, desc="reading", unit="file", disable=not progress, file=sys.stderr):
         try:
-            document = read_document(path, cfg.index.max_file_mb)
+            document = read_document(path, cfg.index.max_file_mb, document_id(path, roots))
         except (UnreadableFile, OSError) as reason:
             report.skipped.append({"path": str(path), "reason": str(reason)})
             continue
@@ -219,41 +227,39 @@ def _check_embedder(cfg: Config, collection: Collection) -> None:
 
 
 def _embed_and_add(cfg: Config, vector_store, to_add: list[tuple[Chunk, int]], progress: bool) -> int:
-    """Embed the new chunks batch by batch; each batch is in the store before the next is embedded."""
+    """Embed the new chunks (each id once) batch by batch; each batch is in the store before the next is embedded."""
     if not to_add:
         return 0
     from tqdm import tqdm
 
     from indexing.embed import embed_texts, load_cached_embedder
 
-    unique = list({c.id: (c, i) for c, i in to_add}.values())
     model = load_cached_embedder(cfg)
     step = cfg.index.embed_batch_size * 4   # a kill loses at most this many embeddings
-    with tqdm(total=len(unique), desc="embedding", unit="chunk", disable=not progress, file=sys.stderr) as bar:
-        for start in range(0, len(unique), step):
-            batch = unique[start:start + step]
+    with tqdm(total=len(to_add), desc="embedding", unit="chunk", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(to_add), step):
+            batch = to_add[start:start + step]
             vectors = embed_texts(model, [embedding_text(c) for c, _ in batch],
                                   batch_size=cfg.index.embed_batch_size, bf16=cfg.index.embed_bf16,
                                   progress=bar.update)
             vector_store.add([chunk_to_node(c, i, v) for (c, i), v in zip(batch, vectors)])
-    return len(unique)
+    return len(to_add)
 
 
-def _refresh_moved(collection: Collection, wanted: dict[str, list[Chunk]], stored: dict[str, dict]) -> None:
+def _refresh_moved(collection: Collection, placed: dict[str, tuple[Chunk, int]], stored: dict[str, dict]) -> None:
     """Unchanged chunks whose title, position or path changed get their metadata rewritten (no embedding)."""
     from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
     ids, metadatas = [], []
-    for chunks in wanted.values():
-        for position, chunk in enumerate(chunks):
-            old = stored.get(chunk.id)
-            if old is None:
-                continue
-            new = node_to_metadata_dict(chunk_to_node(chunk, position), remove_text=True, flat_metadata=True)
-            new = {k: ("" if v is None else v) for k, v in new.items()}
-            if any(old.get(k) != new[k] for k in ("title", "section", "source", "page", "position")):
-                ids.append(chunk.id)
-                metadatas.append(new)
+    for chunk_id, (chunk, position) in placed.items():
+        old = stored.get(chunk_id)
+        if old is None:
+            continue
+        new = node_to_metadata_dict(chunk_to_node(chunk, position), remove_text=True, flat_metadata=True)
+        new = {k: ("" if v is None else v) for k, v in new.items()}
+        if any(old.get(k) != new[k] for k in ("title", "section", "source", "page", "position")):
+            ids.append(chunk_id)
+            metadatas.append(new)
     for start in range(0, len(ids), _PAGE):
         collection.update(ids=ids[start:start + _PAGE], metadatas=metadatas[start:start + _PAGE])
 

@@ -298,6 +298,11 @@ def render_card(report: DatasetReport, manifest: dict, examples: list[dict]) -> 
               "from a question worded differently.", "",
               f"- documents in training: {len(report.extra['documents']['train'])}",
               f"- documents with a validation phrasing: {len(report.extra['documents']['validation'])}", "",
+              "## Instructions found in documents", "",
+              "Documents are data. Their control tokens (`<start_of_turn>` and the like) were removed at ingest; "
+              "a sentence that reads as an instruction (\"ignore previous instructions\", \"the password is ...\") "
+              "is kept as what the document says, quoted like any other fact of it and never obeyed. To keep such "
+              "text out of training, fix or remove the document and run `assistant index --prune`.", "",
               "## Examples", ""]
     for pair_type in PAIR_TYPES:
         shown = [r for r in examples if r["meta"]["type"] == pair_type][:3]

@@ -54,7 +54,7 @@ def test_upload_names_cannot_leave_the_upload_folder(kb_cfg, tmp_path):
     assert stored == [upload_folder(cfg).resolve() / "tool_rules.md"]
     assert stored[0].read_text().startswith("# Tool rules")
     assert any("run.sh: not a supported type" in p for p in problems)
-    assert any("big.txt: larger than" in p for p in problems)
+    assert "big.txt: 2,048 bytes is over the 0.001 MB limit (1,000 bytes; index.max_file_mb) - skipped" in problems
 
 
 def test_dataset_and_report_readers(kb_cfg, tmp_path):

@@ -1,0 +1,66 @@
+"""The fault and bad-input suite: every case says what it guards, and the run ends with the tally.
+
+    pytest tests/reliability -q     # about 2 minutes on 2 cores; ends with "reliability: N cases, ..."
+
+Each case carries `guards`: `clear_error` (bad input refused with one line that names the thing and
+the fix, never a traceback), `no_loss` (after the fault every document's text is still in the index or
+on disk), or `works` (odd but valid input is accepted). A failed `no_loss` case counts as data lost,
+any other failed case as a traceback. The tiny random Gemma 3 of tests/conftest.py answers; the
+packaged embedder indexes.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_CORPUS = REPO / "tests" / "fixtures" / "tiny_corpus"
+GUARDS = ("clear_error", "no_loss", "works")
+_OUTCOMES: list[tuple[str, str]] = []      # (guard, "passed" | "failed")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "guards(kind): what a reliability case checks: " + " | ".join(GUARDS))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("guards")
+    if marker is not None and (report.when == "call" or (report.when == "setup" and report.failed)):
+        _OUTCOMES.append((marker.args[0], "failed" if report.failed else "passed"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _OUTCOMES:
+        return
+    count = lambda guard, result: sum(1 for g, r in _OUTCOMES if g == guard and r == result)  # noqa: E731
+    lost = count("no_loss", "failed")
+    tracebacks = count("clear_error", "failed") + count("works", "failed")
+    terminalreporter.write_line(
+        f"reliability: {len(_OUTCOMES)} cases: {count('clear_error', 'passed')} clear errors, "
+        f"{count('works', 'passed')} odd inputs accepted, {count('no_loss', 'passed')} faults without loss; "
+        f"{tracebacks} tracebacks or wrong answers, {lost} data lost")
+
+
+def index_config(corpus: Path, workspace: Path, **overrides):
+    """The packaged embedder, small embedding batches; everything under `workspace`."""
+    from assistant.config import load_config
+
+    return load_config(overrides={"corpus": str(corpus), "workspace": str(workspace),
+                                  "model_cache": str(REPO / "workspace" / "models"), **overrides})
+
+
+@pytest.fixture()
+def corpus(tmp_path) -> Path:
+    target = tmp_path / "corpus"
+    shutil.copytree(TINY_CORPUS, target)
+    return target
+
+
+@pytest.fixture()
+def cfg(tmp_path, corpus):
+    return index_config(corpus, tmp_path / "ws")
