@@ -106,6 +106,7 @@ class EvalConfig(Section):
     limit: int | None = Field(None, ge=1, description="Score only the first N questions (quick runs).")
     batch_size: int = Field(8, ge=1, description="Questions generated together; batching amortises the memory-bound LM head (8 was fastest here with ~900-token RAG prompts: 1.07 s per hybrid answer, 1.15 s at 16, 4.7 s at 1). The paths without retrieval, whose prompts are short, take four times as many.")
     max_new_tokens: int = Field(64, ge=1, le=4096, description="Answer length scored (references average 26 words, ~40 tokens); a rambling answer costs time but gains no key fact after this.")
+    budget_minutes: float = Field(10.0, ge=0.0, description="Time for evaluation: every held-out question is always answered on every path; the validation sample and the general (forgetting) questions shrink when the held-out pace says they would not fit (2-core AVX512 EPYC: 4-5 min in bf16, 12 min in fp32 with the CPU shared).")
     validation_sample: int = Field(24, ge=0, description="Synthetic validation pairs also answered on every path (a seeded sample): they check that the held-out picture holds on the tuning distribution.")
 
 

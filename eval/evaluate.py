@@ -88,8 +88,12 @@ def evaluate(cfg: Config, modes: Sequence[str] = ALL_MODES, questions_path: Path
     cache = cfg.evals_dir / ".answers.jsonl"
     common = dict(settings=settings, cache_path=cache, batch_size=cfg.eval.batch_size,
                   max_new_tokens=cfg.eval.max_new_tokens, progress=progress)
-    answers = answer_all(assistant, heldout + validation, runnable, **common)
+    started = time.perf_counter()
+    answers = answer_all(assistant, heldout, runnable, **common)
     general_modes = [m for m in ("base", "offline") if m in runnable] if "offline" in runnable else []
+    validation, general, sized = fit_extras(answers, validation, general, runnable, general_modes,
+                                            cfg.eval.budget_minutes * 60 - (time.perf_counter() - started))
+    answers += answer_all(assistant, validation, runnable, **common)
     general_answers = answer_all(assistant, general, general_modes, **common) if general_modes else []
 
     # 3. metrics
@@ -102,7 +106,30 @@ def evaluate(cfg: Config, modes: Sequence[str] = ALL_MODES, questions_path: Path
     forgetting = measure_forgetting(cfg, assistant, rows, general, progress)
     summary = summarise(cfg, rows, runnable, skipped, source, forgetting, inputs)
     summary["questions"]["validation_path"] = str(validation_path) if validation_path else None
+    summary["questions"]["sized_by_budget"] = sized
     return write_report(cfg, summary, rows, inputs)
+
+
+def fit_extras(heldout_answers, validation: list[Question], general: list[Question], modes: Sequence[str],
+               general_modes: Sequence[str], seconds_left: float) -> tuple[list[Question], list[Question], str | None]:
+    """The validation sample and general questions that fit the eval budget's remaining seconds, at the pace
+    the held-out answers just set on each path. Held-out questions are never cut: they are the result; the
+    others check it (the tuning distribution, forgetting), so on a slow machine they shrink, and say so."""
+    pace = {}
+    for mode in modes:
+        mine = [a for a in heldout_answers if a.mode == mode]
+        pace[mode] = sum(a.latency_s or 0.0 for a in mine) / len(mine) if mine else 0.0
+    cost = (sum(pace[m] for m in modes) * len(validation) + sum(pace[m] for m in general_modes) * len(general)
+            * 2)     # general answers, then the reference perplexity of both models: about as long again
+    if cost <= seconds_left or not cost:
+        return validation, general, None
+    share = max(0.0, seconds_left) / cost
+    kept_validation, kept_general = validation[:int(len(validation) * share)], general[:int(len(general) * share)]
+    note = (f"eval.budget_minutes: held-out answers left {max(0.0, seconds_left):.0f} s for the checks estimated "
+            f"at {cost:.0f} s, so {len(kept_validation)} of {len(validation)} validation and {len(kept_general)} "
+            f"of {len(general)} general questions were answered")
+    print(note, file=sys.stderr)
+    return kept_validation, kept_general, note
 
 
 def _sample(questions: list[Question], size: int, seed: int) -> list[Question]:
