@@ -133,12 +133,14 @@ def test_history_reaches_the_prompt(assistant):
 
 
 def test_refusal_floor_starts_the_refusal_on_hybrid_only(assistant):
-    # A random model never gives the refusal's first token 10% of its mass: the default floor leaves greedy alone.
     greedy = {mode: assistant.answer(QUESTION, mode).text for mode in ("base", "hybrid")}
+    default = assistant.cfg.answer.refusal_floor
+    assistant.cfg.answer.refusal_floor = 0.1          # a random model never gives one token 10%: greedy stands
+    assert assistant.answer(QUESTION, "hybrid").text == greedy["hybrid"]
     assistant.cfg.answer.refusal_floor = 1e-12        # any probability at all: always take the refusal's start
     try:
         for item in (assistant.answer(QUESTION, "hybrid"), assistant.answer_batch([QUESTION], "hybrid")[0]):
             assert item.text.startswith(REFUSAL.split()[0]) and item.text != greedy["hybrid"]
         assert assistant.answer(QUESTION, "base").text == greedy["base"]
     finally:
-        assistant.cfg.answer.refusal_floor = 0.1
+        assistant.cfg.answer.refusal_floor = default
