@@ -170,7 +170,7 @@ def test_an_uploaded_document_is_indexed_and_retrieved(page, tmp_path):
     upload.write_text(LASER_DOC, encoding="utf-8")
     page.locator("#upload input[type=file]").set_input_files(str(upload))
     page.locator("#reindex").click()
-    expect(page.locator("#reindex-result")).to_contain_text("Stored 1 file(s)", timeout=120_000)
+    expect(page.locator("#reindex-result")).to_contain_text("Stored 1 of 1 file(s)", timeout=120_000)
     expect(page.locator("#knowledge-status")).to_contain_text("laser_cutter.md")
     page.screenshot(path=str(SHOTS / "knowledge.png"), full_page=True)
     open_tab(page, "Chat")
