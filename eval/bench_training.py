@@ -1,10 +1,19 @@
-"""Training speed: our SFT settings against TRL's SFTTrainer defaults, on the same pairs, in one run.
+"""Training speed: our SFT recipe against TRL's SFTTrainer as a user would write it, on the same pairs.
 
-    assistant bench training            # the real packaged model, a few optimizer steps per variant
-    assistant bench training --quick    # fewer steps
-    python -m eval.bench_training --variant ours --steps 4 --dataset DIR   # one variant, JSON on stdout
+    assistant bench training            # the real packaged model, 6 optimizer steps per variant
+    assistant bench training --quick    # 3 steps per variant
+    python -m eval.bench_training --variant trl-defaults --steps 2 --dataset DIR   # one variant, JSON on stdout
 
-Each variant runs in its own process, so its peak RSS is its own. Tokens/s counts real (unpadded)
+Every variant trains in this machine's precision (bf16 only where it is computed natively, see
+`assistant.models.native_bf16`) with the same LoRA rank, alpha and target modules. TRL's loss path cannot
+train the adapter's turn-token rows (its fused LM head reads `lm_head.bias`, which PEFT's
+TrainableTokensWrapper lacks), so the comparison leaves them out on both sides; the last row is our recipe
+as `assistant train` runs it, with them. `packed` splits what packing (and no checkpointing) buys from what
+our loss buys: TRL's runs the 262k-row LM head, in tiles, on every position on a CPU (on Triton GPUs only
+where labels are); ours runs it only where labels are.
+
+Each variant runs in its own process, so its peak RSS is its own and so is a crash: a variant that fails is
+a row with its error, the others still run, and `assistant bench` exits 1. Tokens/s counts real (unpadded)
 tokens over timed optimizer steps, the first step left out. The pairs are the newest dataset in the
 workspace, or, before one exists, pairs made from the corpus sections: half closed-book questions,
 half with three context blocks, as the synthesiser writes them.
@@ -24,35 +33,47 @@ from pathlib import Path
 from assistant.config import Config
 from assistant.manifest import latest_artifact
 
-# (label, SFTConfig overrides, packed rows, LM head only where labels are)
+# name -> (label, turn-token rows trained); speedups are relative to trl-defaults
 VARIANTS = {
-    "trl-defaults": ("TRL SFTTrainer defaults: fp32, padded, full logits, gradient checkpointing",
-                     {"bf16": False, "gradient_checkpointing": True}, False, False),
-    "fp32-padded": ("fp32, padded, full logits, no checkpointing", {"bf16": False}, False, False),
-    "bf16-packed": ("bf16, packed, full logits", {}, True, False),
-    "ours": ("ours: bf16, packed, LM head at loss positions only", {}, True, True),
+    "trl-defaults": ("TRL SFTTrainer defaults: padded pairs, batch 8, gradient checkpointing, TRL's loss", False),
+    "packed": ("packed rows, no checkpointing, TRL's loss", False),
+    "ours": ("ours: packed rows, LM head at loss positions only", False),
+    "ours+turn-rows": ("ours with the turn-token rows, as `assistant train` runs it", True),
 }
-QUICK_VARIANTS = ("trl-defaults", "ours")
+MEASURES = ("tokens_per_s", "tokens_per_step", "step_s", "peak_rss_gb")
 
 
 def run_bench(cfg: Config, quick: bool) -> list[dict]:
+    from assistant.models import precision_name, use_bf16
+
     steps = 3 if quick else 6
+    precision = precision_name(use_bf16(cfg.train.bf16, "training"))
     with tempfile.TemporaryDirectory(prefix="bench-training-") as scratch:
         dataset = latest_artifact(cfg.datasets_dir) or corpus_pairs(cfg, Path(scratch) / "pairs")
         config_path = Path(scratch) / "config.json"
         config_path.write_text(cfg.model_dump_json())
-        rows = []
-        for variant in QUICK_VARIANTS if quick else tuple(VARIANTS):
+        results = {}
+        for variant in VARIANTS:
             command = [sys.executable, "-m", "eval.bench_training", "--variant", variant, "--steps", str(steps),
                        "--dataset", str(dataset), "--config-json", str(config_path)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"bench variant {variant} failed:\n{done.stderr[-2000:]}")
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    baseline = rows[0]["tokens_per_s"]
-    for row in rows:
-        row["speedup"] = round(row["tokens_per_s"] / baseline, 2) if baseline else None
+            results[variant] = variant_result(variant, subprocess.run(command, capture_output=True, text=True))
+    baseline = results["trl-defaults"]["tokens_per_s"]
+    rows = []
+    for variant, result in results.items():
+        label, turn_rows = VARIANTS[variant]
+        speedup = round(result["tokens_per_s"] / baseline, 2) if baseline and result["tokens_per_s"] else None
+        rows.append({"variant": label, "precision": precision, "turn_rows": "yes" if turn_rows else "no",
+                     **{name: result[name] for name in MEASURES}, "speedup": speedup, "error": result["error"]})
     return rows
+
+
+def variant_result(variant: str, done: subprocess.CompletedProcess) -> dict:
+    """One variant process's measures, or empty measures and the error its traceback ended with."""
+    if done.returncode == 0:
+        return {**json.loads(done.stdout.strip().splitlines()[-1]), "error": ""}
+    print(f"bench variant {variant} failed (exit {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr)
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    return {**dict.fromkeys(MEASURES), "error": lines[-1][:200] if lines else f"exit {done.returncode}"}
 
 
 def corpus_pairs(cfg: Config, folder: Path, count: int = 400, seed: int = 0) -> Path:
@@ -85,35 +106,66 @@ def corpus_pairs(cfg: Config, folder: Path, count: int = 400, seed: int = 0) -> 
 
 def measure(cfg: Config, dataset: Path, variant: str, steps: int) -> dict:
     """Train `steps` optimizer steps with one variant's settings; tokens/s and peak memory."""
+    from training.sft import read_pairs
+
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
+        if variant == "trl-defaults":
+            trainer = trl_defaults_trainer(cfg, read_pairs(dataset / "train.jsonl"), steps, Path(scratch))
+        else:
+            trainer = our_trainer(cfg, dataset, variant, steps, Path(scratch))
+        trainer.train()
+    timed = trainer.step_seconds[1:] or trainer.step_seconds
+    return {
+        "tokens_per_s": trainer.tokens_per_second(),
+        "tokens_per_step": round(sum(trainer.step_tokens) / len(trainer.step_tokens)),
+        "step_s": round(sum(timed) / len(timed), 2),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
+
+
+def trl_defaults_trainer(cfg: Config, records: list[dict], steps: int, output_dir: Path):
+    """SFTTrainer as TRL's documentation writes it: the model's path, prompt-completion pairs (so the loss is
+    on the answers, as ours) and a LoraConfig. SFTConfig keeps its defaults except the precision, which
+    follows the machine, and what a benchmark needs (the steps, no checkpoints, no reports). The
+    subclass only times the steps; with `loss_positions_only=False` the loss is TRL's."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig
+
+    from assistant.models import base_model_path, use_bf16
+    from training.trainer import CompletionLossTrainer
+
+    targets = cfg.train.target_modules
+    lora = LoraConfig(r=cfg.train.lora_r, lora_alpha=cfg.train.lora_alpha, lora_dropout=cfg.train.lora_dropout,
+                      target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+                      task_type="CAUSAL_LM")
+    pairs = [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in records]
+    args = SFTConfig(output_dir=str(output_dir), max_steps=steps, bf16=use_bf16(cfg.train.bf16, "training"),
+                     save_strategy="no", report_to=[], logging_steps=steps, seed=cfg.seed,
+                     use_cpu=not torch.cuda.is_available())
+    return CompletionLossTrainer(model=str(base_model_path(cfg)), args=args, train_dataset=Dataset.from_list(pairs),
+                                 peft_config=lora, loss_positions_only=False)
+
+
+def our_trainer(cfg: Config, dataset: Path, variant: str, steps: int, output_dir: Path):
+    """Our recipe's trainer (training.sft.train_stage without validation or budget): packed rows, and with
+    `ours` the LM head only where the loss is; `packed` keeps TRL's loss on the same rows."""
     from datasets import Dataset
 
     from assistant.models import load_tokenizer
     from training.sft import dataset_rows, lora_model, pack_rows, read_dataset
     from training.trainer import CompletionLossTrainer, PackedRowsCollator, training_arguments
 
-    label, overrides, packed, positions_only = VARIANTS[variant]
     tokenizer = load_tokenizer(cfg)
     train_rows, _ = dataset_rows(read_dataset(dataset), tokenizer, cfg.train.max_seq_len)
-    if packed:   # else TRL's own collator pads each batch to its longest pair, with an attention mask
-        train_rows = pack_rows(train_rows, cfg.train.max_seq_len)
-    cfg.train.bf16 = overrides.get("bf16", True)    # fp32 variants load fp32 weights, bf16 ones bf16 weights
-    model = lora_model(cfg)
-    with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
-        args = training_arguments(cfg, Path(scratch), has_validation=False, max_steps=steps, save_strategy="no",
-                                  report_to=[], logging_steps=steps, **overrides)
-        trainer = CompletionLossTrainer(
-            model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_rows),
-            data_collator=PackedRowsCollator(tokenizer.pad_token_id) if packed else None,
-            loss_positions_only=positions_only)
-        trainer.train()
-    timed = trainer.step_seconds[1:] or trainer.step_seconds
-    return {
-        "variant": label,
-        "tokens_per_s": trainer.tokens_per_second(),
-        "tokens_per_step": round(sum(trainer.step_tokens) / len(trainer.step_tokens)),
-        "step_s": round(sum(timed) / len(timed), 2),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-    }
+    model = lora_model(cfg, turn_rows=VARIANTS[variant][1])
+    args = training_arguments(cfg, output_dir, has_validation=False, max_steps=steps, save_strategy="no",
+                              report_to=[], logging_steps=steps)
+    return CompletionLossTrainer(
+        model=model, args=args, processing_class=tokenizer,
+        train_dataset=Dataset.from_list(pack_rows(train_rows, cfg.train.max_seq_len)),
+        data_collator=PackedRowsCollator(tokenizer.pad_token_id), loss_positions_only=variant != "packed")
 
 
 def main() -> None:

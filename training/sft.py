@@ -264,8 +264,9 @@ def report_from_manifest(adapter_dir: Path) -> TrainReport:
 
 # ---------------------------------------------------------------------------------------------- model
 
-def lora_model(cfg: Config):
-    """The base model with fresh LoRA adapters; 4-bit base weights with --qlora (CUDA only)."""
+def lora_model(cfg: Config, turn_rows: bool = True):
+    """The base model with fresh LoRA adapters; 4-bit base weights with --qlora (CUDA only). `turn_rows=False`
+    leaves out the trainable turn-token rows, for the benchmark against TRL's loss, which cannot train them."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -279,7 +280,7 @@ def lora_model(cfg: Config):
     targets = cfg.train.target_modules
     lora = LoraConfig(r=cfg.train.lora_r, lora_alpha=cfg.train.lora_alpha, lora_dropout=cfg.train.lora_dropout,
                       target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
-                      trainable_token_indices=turn_token_ids(load_tokenizer(cfg)) or None,
+                      trainable_token_indices=(turn_token_ids(load_tokenizer(cfg)) or None) if turn_rows else None,
                       task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
 

@@ -4,11 +4,13 @@
     assistant bench indexing --json # one suite, as JSON
 
 Each suite is a module `eval/bench_<suite>.py` with `run_bench(cfg, quick: bool) -> list[dict]`,
-one dict per row; the first row's keys are the table's columns.
+one dict per row; the first row's keys are the table's columns. A row with a non-empty `error` is a
+measurement that failed: the table still prints every row, and the command exits 1.
 """
 from __future__ import annotations
 
 import importlib
+import sys
 
 HELP = "Benchmarks: indexing, training and serving speed on this machine."
 SUITES = ("indexing", "training", "serving")
@@ -41,4 +43,9 @@ def run(args, cfg):
         results[suite] = rows
         text.append(f"## {suite}\n{format_table(rows)}")
     emit(args, results, "\n\n".join(text))
+    failed = [f"{suite}: {next(iter(row.values()))}"    # a row is named by its first column
+              for suite, rows in results.items() for row in rows if row.get("error")]
+    if failed:
+        print(f"assistant bench: {len(failed)} measurement(s) failed: {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0

@@ -1,0 +1,56 @@
+"""The training bench on the tiny model: every variant trains, so a baseline that crashes fails here
+rather than on a user's machine; a variant that fails is a row with its error and the command exits 1."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+from assistant.cli import main
+from assistant.manifest import MANIFEST
+from eval import bench_training
+from eval.bench_training import VARIANTS, run_bench, variant_result
+
+
+def short_pairs_dataset(cfg, count: int = 28) -> None:
+    """A dataset of short closed-book pairs where the bench looks first: TRL's loss runs the 262k-row LM head
+    on every position on a CPU, so long pairs would make its variants most of the test's time."""
+    from assistant.prompts import build_messages
+
+    folder = cfg.datasets_dir / "short"
+    folder.mkdir(parents=True)
+    records = [{"messages": build_messages(f"Who signs form {n}?", None) + [{"role": "assistant", "content": f"Team {n}."}]}
+               for n in range(count)]
+    for name, part in (("train.jsonl", records[4:]), ("validation.jsonl", records[:4])):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in part), encoding="utf-8")
+    (folder / MANIFEST).write_text("{}")
+
+
+def test_quick_bench_runs_every_variant(tiny_cfg):
+    short_pairs_dataset(tiny_cfg)
+
+    rows = run_bench(tiny_cfg, quick=True)
+
+    assert [row["variant"] for row in rows] == [label for label, _ in VARIANTS.values()]
+    assert [row["error"] for row in rows] == [""] * len(VARIANTS)
+    assert all(row["tokens_per_s"] > 0 and row["speedup"] > 0 for row in rows)
+    assert [row["turn_rows"] for row in rows] == ["no", "no", "no", "yes"]
+    assert rows[0]["speedup"] == 1.0
+
+
+def test_a_failed_variant_is_a_row_with_its_error():
+    done = subprocess.CompletedProcess([], 1, stdout="", stderr="Traceback ...\nAttributeError: no attribute 'bias'\n")
+
+    result = variant_result("trl-defaults", done)
+
+    assert result["error"] == "AttributeError: no attribute 'bias'"
+    assert result["tokens_per_s"] is None
+
+
+def test_bench_exits_1_when_a_row_failed(monkeypatch, capsys):
+    rows = [{"variant": "a", "tokens_per_s": 10.0, "error": ""}, {"variant": "b", "tokens_per_s": None, "error": "boom"}]
+    monkeypatch.setattr(bench_training, "run_bench", lambda cfg, quick: rows)
+
+    assert main(["bench", "training", "--quick"]) == 1
+    captured = capsys.readouterr()
+    assert "b" in captured.out and "boom" in captured.out
+    assert "training: b" in captured.err
