@@ -164,6 +164,8 @@ def tokenize_pairs(records: list[dict], tokenizer, max_seq_len: int) -> tuple[li
     the answer and the turn marker, so the model learns to stop. A pair longer than `max_seq_len` is
     dropped rather than cut, since cutting would remove the answer the loss is about.
     """
+    if not records:          # an empty validation split (transformers' tokenizer fails on an empty batch)
+        return [], 0
     prompts = [tokenizer.apply_chat_template(r["messages"][:-1], tokenize=False, add_generation_prompt=True)
                for r in records]
     completions = [r["messages"][-1]["content"].strip() + END_OF_TURN for r in records]

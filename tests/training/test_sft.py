@@ -19,7 +19,7 @@ import torch
 
 from assistant.config import ConfigError
 from assistant.prompts import build_messages
-from training.sft import TrainDataError, dataset_rows, pack_rows, read_dataset, train_adapter
+from training.sft import TrainDataError, dataset_rows, pack_rows, read_dataset, tokenize_pairs, train_adapter
 from training.trainer import PackedRowsCollator, stop_reason
 
 TINY_QUESTIONS = Path(__file__).parents[1] / "fixtures" / "tiny_questions.jsonl"
@@ -117,6 +117,23 @@ def test_bad_datasets_name_the_file_and_line(tiny_cfg, tmp_path, content, expect
     with pytest.raises(TrainDataError, match=expected):
         train_adapter(tiny_cfg, tmp_path, progress=False)
     assert not tiny_cfg.adapters_dir.exists() or not any(tiny_cfg.adapters_dir.iterdir())
+
+
+def test_a_missing_or_empty_validation_split_gives_no_validation_rows(tiny_cfg, tmp_path):
+    from assistant.models import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_cfg)
+    dataset = write_pairs(tmp_path / "ds", copies=1)
+    for state in ("empty", "missing"):
+        if state == "empty":
+            (dataset / "validation.jsonl").write_text("")
+        else:
+            (dataset / "validation.jsonl").unlink()
+        splits = read_dataset(dataset)
+        assert splits[dataset / "validation.jsonl"] == []
+        assert tokenize_pairs([], tokenizer, 512) == ([], 0)
+        train, validation = dataset_rows(splits, tokenizer, 512)
+        assert train and validation == []
 
 
 def test_pairs_longer_than_max_seq_len_are_a_clear_error(tiny_cfg, tmp_path):
