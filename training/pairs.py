@@ -22,7 +22,7 @@ from assistant.prompts import REFUSAL, build_messages
 from indexing.records import Chunk, Hit
 from training.content_points import ContentPoint
 
-REFUSAL_VERSION = "refusal-templates-v1"
+REFUSAL_VERSION = "refusal-templates-v2"
 PAIRS_VERSION = "raft-follow-up-v5"
 LAST_ROUND = 99                          # `meta.round` of pairs trained after every phrasing round     # the layout of the pairs themselves; a change rebuilds the dataset
 
@@ -112,16 +112,18 @@ def answer_figures(answer: str) -> list[str]:
 
 # --- Refusals: plausible workplace questions on topics the corpus does not cover -------------------
 
+# Written without the held-out file: four earlier topics (tuition, pension match, phone plans, stock options)
+# sat next to held-out unanswerable questions and were replaced, so refusals are learnt, not matched.
 OUT_OF_SCOPE_TOPICS = (
     "parental leave", "the employee stock purchase plan", "remote work equipment stipends", "gym membership subsidies",
-    "the company pension match", "sabbatical leave", "the cafeteria menu", "parking permits at headquarters",
+    "the office plant service", "sabbatical leave", "the cafeteria menu", "parking permits at headquarters",
     "laptop replacement cycles", "VPN access", "password resets", "the dress code", "performance review ratings",
-    "promotion criteria", "the employee referral bonus", "tuition reimbursement", "health insurance deductibles",
+    "promotion criteria", "the employee referral bonus", "the company library", "health insurance deductibles",
     "dental coverage", "the holiday party budget", "office relocation", "the sustainability report",
     "product warranty claims", "the customer loyalty programme", "software licence requests",
     "the whistleblower hotline for safety incidents", "jury duty leave", "bereavement leave", "the mentoring programme",
     "pet insurance", "bike-to-work schemes", "electric car charging at the office", "the annual shareholder meeting",
-    "stock option vesting", "the company's share price", "mobile phone plans", "visa sponsorship",
+    "the volunteering day programme", "the company's share price", "the company choir", "visa sponsorship",
     "the quality management certification", "factory safety shoes", "conference room booking", "the intranet redesign",
 )
 REFUSAL_TEMPLATES = (
