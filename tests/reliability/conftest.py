@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.indexing.conftest import TINY_CORPUS
+from tests.indexing.conftest import index_config as indexing_config
+
 REPO = Path(__file__).resolve().parents[2]
-TINY_CORPUS = REPO / "tests" / "fixtures" / "tiny_corpus"
 GUARDS = ("clear_error", "no_loss", "works")
 _OUTCOMES: list[tuple[str, str]] = []      # (guard, "passed" | "failed")
 
@@ -47,11 +49,9 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def index_config(corpus: Path, workspace: Path, **overrides):
-    """The packaged embedder, small embedding batches; everything under `workspace`."""
-    from assistant.config import load_config
-
-    return load_config(overrides={"corpus": str(corpus), "workspace": str(workspace),
-                                  "model_cache": str(REPO / "workspace" / "models"), **overrides})
+    """The indexer tests' config (the packaged embedder, everything under `workspace`), with the converted
+    generator kept in the repo's workspace rather than the per-user cache."""
+    return indexing_config(corpus, workspace, model_cache=str(REPO / "workspace" / "models"), **overrides)
 
 
 @pytest.fixture()
