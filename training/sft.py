@@ -22,6 +22,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,10 @@ class TrainReport:
         return {**asdict(self), "adapter": str(self.adapter)}
 
 
-def train_adapter(cfg: Config, dataset: Path | None = None, resume: bool = False, progress: bool = True) -> TrainReport:
-    """Train (or find up to date) the LoRA adapter for `cfg` on `dataset` (default: the newest one)."""
+def train_adapter(cfg: Config, dataset: Path | None = None, resume: bool = False, progress: bool = True,
+                  callbacks: Sequence = ()) -> TrainReport:
+    """Train (or find up to date) the LoRA adapter for `cfg` on `dataset` (default: the newest one).
+    `callbacks` are extra TrainerCallbacks, such as the pruning of `assistant tune`."""
     started = time.perf_counter()
     # 1. setup: the inputs decide the adapter's id; an adapter with the same inputs is already done
     import torch
@@ -107,7 +110,8 @@ def train_adapter(cfg: Config, dataset: Path | None = None, resume: bool = False
         # The time budget counts from the start of the command; stages share what is left equally.
         left = cfg.train.budget_minutes * 60 - (time.perf_counter() - started)
         budget_s = max(60.0, left) / (len(stages) - number) if cfg.train.budget_minutes else None
-        results.append(train_stage(cfg, model, tokenizer, name, train, val, run_dir / name, resume, progress, budget_s))
+        results.append(train_stage(cfg, model, tokenizer, name, train, val, run_dir / name, resume, progress, budget_s,
+                                   callbacks))
 
     # 5. save: adapter, loss curves, TensorBoard logs, manifest; the folder appears only when complete
     final = results[-1]
@@ -313,7 +317,8 @@ def _load_4bit_model(cfg: Config):
 # ---------------------------------------------------------------------------------------------- train
 
 def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict], val_rows: list[dict],
-                stage_dir: Path, resume: bool, progress: bool, budget_s: float | None = None) -> dict[str, Any]:
+                stage_dir: Path, resume: bool, progress: bool, budget_s: float | None = None,
+                callbacks: Sequence = ()) -> dict[str, Any]:
     """One TRL run on `model` in place; the best checkpoint (by validation loss) is what is left loaded."""
     from datasets import Dataset
     from peft import set_peft_model_state_dict
@@ -333,7 +338,7 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
         model=model, args=args, processing_class=tokenizer, data_collator=PackedRowsCollator(tokenizer.pad_token_id),
         train_dataset=Dataset.from_list(train_packs),
         eval_dataset=Dataset.from_list(val_packs) if val_packs else None,
-        callbacks=[stopper, deadline]
+        callbacks=[stopper, deadline, *callbacks]
         + ([ProgressBar(name)] if progress else []))
     # The step count: fixed (--max-steps), else what fits the time budget, never more than `epochs` passes.
     # A resumed run keeps the plan it started with, or its learning-rate schedule would change mid-way.
