@@ -126,6 +126,11 @@ def load_validation_pairs(datasets_dir: Path) -> tuple[list[Question], Path | No
     path = dataset / "validation.jsonl" if dataset else None
     if path is None or not path.exists():
         return [], None
+    return read_validation_questions(path), path
+
+
+def read_validation_questions(path: Path) -> list[Question]:
+    """One dataset's validation.jsonl as questions (see `load_validation_pairs`)."""
     questions: list[Question] = []
     seen: set[str] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -148,7 +153,7 @@ def load_validation_pairs(datasets_dir: Path) -> tuple[list[Question], Path | No
             source_ids=(meta["doc_id"],) if meta.get("doc_id") else None,
             kind=UNANSWERABLE if meta.get("type") == "refusal" else "synthetic",
         ))
-    return questions, path
+    return questions
 
 
 def _stated_figures(reference: str) -> tuple[str, ...] | None:
