@@ -12,6 +12,7 @@ document costs only its own chunks.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import sys
@@ -74,6 +75,9 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
     }
     folder = cfg.datasets_dir / sha256_json(inputs)[:12]
     if is_up_to_date(folder, inputs):
+        # "The newest dataset" (what `assistant train` picks) is the one synth last built or found: after a
+        # tune has built one per data mix, synth with the configured settings makes theirs the newest again.
+        os.utime(folder / "manifest.json")
         return report_from_manifest(folder)
 
     # Step 2: content points, per chunk, cached so a killed run resumes.
