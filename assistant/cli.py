@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-VERBS = ("run", "index", "search", "synth", "train", "ask", "chat", "serve", "eval", "bench")
+VERBS = ("run", "index", "search", "synth", "train", "ask", "chat", "serve", "eval", "tune", "bench")
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:

@@ -110,6 +110,16 @@ class EvalConfig(Section):
     validation_sample: int = Field(24, ge=0, description="Synthetic validation pairs also answered on every path (a seeded sample): they check that the held-out picture holds on the tuning distribution.")
 
 
+class TuneConfig(Section):
+    trials: int = Field(6, ge=1, description="Trials of `assistant tune`; the first trains the configured settings, the baseline the others must beat.")
+    budget_minutes: float = Field(30.0, ge=0, description="Training time over all trials; each trial trains for budget_minutes / trials (0: train.max_steps or the epochs decide). Dataset builds and validation scoring come on top, about 2 minutes a trial on 2 cores.")
+    eval_steps: int = Field(5, ge=1, description="Validation loss every N steps inside a trial (train.eval_steps for the trials): the intermediate scores the pruner stops weak trials on.")
+    validation_questions: int = Field(48, ge=1, description="Synthetic validation questions (a seeded sample) each trial answers on offline and hybrid; its score is their key-fact accuracy. The held-out questions are never used to choose.")
+    sampler_startup_trials: int = Field(3, ge=1, description="Trials drawn at random before TPE models the results (Optuna's default of 10 would leave a short tune all random).")
+    pruner_startup_trials: int = Field(2, ge=1, description="Trials that must finish before any is pruned: the median they set is what a trial's validation loss is compared with.")
+    pruner_warmup_steps: int = Field(0, ge=0, description="Steps a trial trains before it may be pruned.")
+
+
 class Config(Section):
     corpus: Path = Field(SHIPPED_CORPUS, description="Folder of documents to index (Markdown, text, PDF, HTML, DOCX).")
     questions: Path | None = Field(None, description="Held-out questions (JSONL); default: <corpus>/../eval/heldout.jsonl when it exists, else a generated set.")
@@ -126,6 +136,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     answer: AnswerConfig = AnswerConfig()
     eval: EvalConfig = EvalConfig()
+    tune: TuneConfig = TuneConfig()
 
     @property
     def home(self) -> Path:
