@@ -5,8 +5,8 @@
 
 Tabs: Chat (streaming answers with their sources), Side by side (one question on base, rag,
 offline and hybrid), Knowledge (upload documents, reindex), Dataset (browse the synthetic pairs),
-Evaluation (the newest side-by-side report). Handlers are plain functions of the `Assistant`;
-Gradio only lays them out.
+Evaluation (the newest side-by-side report, then the newest tune's trials and plots). Handlers are
+plain functions of the `Assistant`; Gradio only lays them out.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import gradio as gr
 from assistant.answer import MODES, Answer, Assistant, message_text
 from assistant.config import Config
 from assistant.manifest import latest_artifact, read_manifest, sha256_file
+from assistant.tune_report import latest_tune
 
 MODE_HELP = {"base": "base model, no retrieval", "rag": "base model + retrieved context",
              "offline": "tuned model, no retrieval", "hybrid": "tuned model + retrieved context"}
@@ -337,15 +338,19 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             report = gr.Markdown(elem_id="eval-report")
             plots = gr.HTML(elem_id="eval-plots")
             summary = gr.JSON(label="summary.json", open=False)
+            tune_report = gr.Markdown(elem_id="tune-report")      # the newest `assistant tune`, when there is one
+            tune_plots = gr.HTML(elem_id="tune-plots")
 
             def show_report():
                 text, paths, figures = latest_report(cfg)
-                return text, plots_html(paths), figures
+                tune_text, tune_paths = latest_tune(cfg)
+                return text, plots_html(paths), figures, tune_text, plots_html(tune_paths)
 
-            refresh.click(show_report, None, [report, plots, summary], api_name=False)
+            shown = [report, plots, summary, tune_report, tune_plots]
+            refresh.click(show_report, None, shown, api_name=False)
 
         app.load(lambda: (knowledge_status(cfg), *search_pairs(cfg, "train", ""), *show_report()),
-                 None, [status, pairs_summary, table, report, plots, summary], api_name=False)
+                 None, [status, pairs_summary, table, *shown], api_name=False)
     return app
 
 
