@@ -75,7 +75,6 @@ class TrainConfig(Section):
     epochs: float = Field(3.0, gt=0, description="Passes over the training set; recall from the weights needs several, early stopping ends sooner when validation loss stops falling.")
     budget_minutes: float = Field(12.0, ge=0, description="Training time budget: the first steps are timed and the step count set to what fits (0: no budget, the epochs or --max-steps decide). 12 minutes keeps `assistant run` on the shipped corpus within 30 minutes on a 2-core CPU, bf16 or fp32; the epochs still cap it, so a fast machine stops after `epochs` passes.")
     max_steps: int = Field(0, ge=0, description="A fixed number of optimizer steps, replacing the time budget (0: the budget decides).")
-    reader_first: bool = Field(False, description="Within each phrasing round, train the pairs with retrieved context (raft, refusals with context) before the closed-book ones, so a budget shorter than a round spends itself on the reader that hybrid answers with.")
     batch_size: int = Field(4, ge=1, description="Packed rows per optimizer step (over all processes). 4 x 512 tokens keeps a CPU step near 15 s and peak memory near 6.5 GB.")
     max_seq_len: int = Field(512, ge=32, description="Tokens per training sequence.")
     eval_steps: int = Field(20, ge=1, description="Validation loss (and a checkpoint for --resume) every N steps.")

@@ -177,14 +177,8 @@ def tokenize_pairs(records: list[dict], tokenizer, max_seq_len: int) -> tuple[li
             too_long += 1
             continue
         rows.append({"input_ids": prompt + completion, "labels": [IGNORE] * len(prompt) + completion,
-                     "round": record.get("meta", {}).get("round", 0), "reader": _is_reader_pair(record)})
+                     "round": record.get("meta", {}).get("round", 0)})
     return rows, too_long
-
-
-def _is_reader_pair(record: dict) -> bool:
-    """A pair whose prompt holds retrieved context: raft, and refusals asked with what retrieval found."""
-    meta = record.get("meta", {})
-    return meta.get("type") == "raft" or (meta.get("type") == "refusal" and bool(meta.get("chunk_ids")))
 
 
 def read_dataset(dataset_dir: Path) -> dict[Path, list[dict]]:
@@ -211,17 +205,14 @@ def dataset_rows(splits: dict[Path, list[dict]], tokenizer, max_seq_len: int) ->
     return split_rows[0], split_rows[1]
 
 
-def pack_rows_in_rounds(rows: list[dict], max_seq_len: int, seed: int, reader_first: bool = False) -> list[dict]:
+def pack_rows_in_rounds(rows: list[dict], max_seq_len: int, seed: int) -> list[dict]:
     """Packed rows that keep the dataset's phrasing rounds in order (`training.split.order_by_round`): every
     fact's first phrasing is trained before any second one, which matters when the time budget buys less
-    than an epoch. Within a round the packs are shuffled (seeded); the Trainer then reads them in order.
-    `reader_first`: within each round the pairs with retrieved context come before the closed-book ones."""
+    than an epoch. Within a round the packs are shuffled (seeded); the Trainer then reads them in order."""
     rng = random.Random(seed)
-    group_of = (lambda row: (row.get("round", 0), not row.get("reader", False))) if reader_first else \
-        (lambda row: (row.get("round", 0),))
     packs: list[dict] = []
-    for key in sorted({group_of(row) for row in rows}):
-        group = pack_rows([row for row in rows if group_of(row) == key], max_seq_len)
+    for number in sorted({row.get("round", 0) for row in rows}):
+        group = pack_rows([row for row in rows if row.get("round", 0) == number], max_seq_len)
         rng.shuffle(group)
         packs.extend(group)
     return packs
@@ -332,7 +323,7 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
     if resume and (done / "result.json").exists():   # this stage finished before the kill
         set_peft_model_state_dict(model, load_file(done / "adapter_model.safetensors"))
         return json.loads((done / "result.json").read_text())
-    train_packs = pack_rows_in_rounds(train_rows, cfg.train.max_seq_len, cfg.seed, cfg.train.reader_first)
+    train_packs = pack_rows_in_rounds(train_rows, cfg.train.max_seq_len, cfg.seed)
     epoch_steps = math.ceil(math.ceil(len(train_packs) / cfg.train.batch_size) * cfg.train.epochs)
     args = training_arguments(cfg, stage_dir, has_validation=bool(val_rows), max_steps=epoch_steps)
     stopper = StopOnValidation(cfg.train.early_stopping_patience, cfg.train.overfit_evals)
