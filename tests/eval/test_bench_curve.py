@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from eval.learning_curve import curve_row, write_curve
+from eval.bench_curve import curve_row, write_curve
 
 
 def _summary(run_id: str, scores: dict[str, float]) -> dict:
