@@ -36,6 +36,10 @@ TUNED_MODES = ("offline", "hybrid")
 LOSS_TIE_BREAK = 1e-4
 
 
+class TuneError(RuntimeError):
+    """The study cannot give a result; the message names its folder and what to do."""
+
+
 @dataclass
 class TuneReport:
     folder: Path
@@ -75,8 +79,8 @@ def tune(cfg: Config, space_path: Path | None = None, progress: bool = True) -> 
 
         # 3. held-out, once, for the best trial beside the configured settings; 4. the report
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            raise RuntimeError(f"{folder}: no trial finished (all pruned or failed); see the errors above, then "
-                               "run the same command to try again")
+            raise TuneError(f"{folder}: no trial finished (all pruned or failed); see the errors above, then run "
+                            "the same command to try again")
         heldout = compare_on_heldout(cfg, study, space, folder, progress)
         summary = write_tune_report(cfg, study, space, folder, inputs, heldout)
     _make_newest(cfg, Path(study.best_trial.user_attrs["adapter"]))

@@ -39,13 +39,13 @@ def add_arguments(parser):
 
 def run(args, cfg):
     from assistant.cli import emit
-    from assistant.tune import tune
+    from assistant.tune import TuneError, tune
     from eval.questions import QuestionsError
     from training.sft import TrainDataError
 
     try:
         report = tune(cfg, space_path=args.space, progress=not args.json)
-    except (QuestionsError, TrainDataError, MemoryError) as err:
+    except (QuestionsError, TrainDataError, TuneError, MemoryError) as err:
         print(f"assistant tune: {err}", file=sys.stderr)
         return 2
     emit(args, report.to_dict(), _text(report))
