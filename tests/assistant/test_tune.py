@@ -125,7 +125,7 @@ def test_a_killed_tune_resumes_without_redoing_finished_trials(tune_setup, tmp_p
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     study = None
-    deadline = time.time() + 600
+    deadline = time.time() + 1800
     try:
         while time.time() < deadline and first.poll() is None:
             time.sleep(0.5)
@@ -144,7 +144,7 @@ def test_a_killed_tune_resumes_without_redoing_finished_trials(tune_setup, tmp_p
     assert first.returncode == -signal.SIGKILL, first.stderr.read().decode()[-3000:]
     finished_before = {t.number: t.datetime_complete for t in study.trials if t.state.name == "COMPLETE"}
 
-    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "marked failed and runs again" in second.stderr
     study = optuna.load_study(study_name=study.study_name, storage=storage)
