@@ -55,6 +55,9 @@ def curve_row(minutes: float, adapter: Path, summary: dict) -> dict:
         score = heldout.get(mode, {}).get("key_fact_accuracy", {})
         row[mode] = None if score.get("mean") is None else round(100 * score["mean"], 1)
         row[f"{mode}_ci"] = [None if v is None else round(100 * v, 1) for v in score.get("ci", [None, None])]
+    refusals = summary["sets"]["heldout"].get("breakdowns", {}).get("refusal", {}).get("hybrid", {})
+    # over-refusal is how a longer training has failed here: it shows in the curve, not only in the report
+    row["hybrid_wrongly_refused"] = None if refusals.get("wrongly_refused") is None else round(100 * refusals["wrongly_refused"], 1)
     for half in ("dev half", "test half"):
         score = halves.get(half, {}).get("paths", {}).get("hybrid", {}).get("key_fact_accuracy", {})
         row[f"hybrid_{half.split()[0]}"] = None if score.get("mean") is None else round(100 * score["mean"], 1)
