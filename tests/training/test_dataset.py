@@ -22,6 +22,7 @@ def test_build_dataset_writes_every_type_split_by_phrasing_and_both_exports(tiny
     from indexing.store import build_index
     from training.dataset import build_dataset
 
+    tiny_cfg.synth.refusals = 6          # off by default; a user who turns them on gets them
     build_index(tiny_cfg, progress=False)
     report = build_dataset(tiny_cfg, progress=False)
     folder = report.dataset
