@@ -20,12 +20,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.config import Config
+from assistant.core.config import Config
+from assistant.core.manifest import latest_artifact
+from assistant.core.prompts import build_messages
+from assistant.core.records import Hit
 from assistant.generate import Generation, open_generator
-from assistant.manifest import latest_artifact
-from assistant.prompts import build_messages
 from indexing.ingest import strip_control_tokens
-from indexing.records import Hit
 
 MODES = ("base", "rag", "offline", "hybrid")
 TUNED_MODES = ("offline", "hybrid")
@@ -268,7 +268,7 @@ if __name__ == "__main__":
     import argparse
     import json
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     parser = argparse.ArgumentParser(description="Answer one question on one path.")
     parser.add_argument("question")

@@ -23,8 +23,8 @@ from pathlib import Path
 import gradio as gr
 
 from assistant.answer import MODES, Answer, Assistant, message_text
-from assistant.config import Config
-from assistant.manifest import latest_artifact, read_manifest, sha256_file
+from assistant.core.config import Config
+from assistant.core.manifest import latest_artifact, read_manifest, sha256_file
 
 MODE_HELP = {"base": "base model, no retrieval", "rag": "base model + retrieved context",
              "offline": "tuned model, no retrieval", "hybrid": "tuned model + retrieved context"}

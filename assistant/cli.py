@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags whose dest names a config field ("seed", "train.epochs") become overrides."""
-    from assistant.config import Config
+    from assistant.core.config import Config
 
     overrides: dict[str, Any] = {}
     for dest, value in vars(args).items():
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 0
-    from assistant.config import ConfigError, load_config
-    from assistant.models import MissingModelError
+    from assistant.core.config import ConfigError, load_config
+    from assistant.core.models import MissingModelError
 
     try:
         cfg = load_config(args.config, config_overrides(args))

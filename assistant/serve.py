@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.answer import MODES, Answer, Assistant, message_text
-from assistant.config import Config
+from assistant.core.config import Config
 
 MODEL_HELP = {
     "base": "base model, no retrieval",

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from assistant.config import Config
-from assistant.manifest import atomic_folder, build_manifest, latest_artifact, sha256_json
+from assistant.core.config import Config
+from assistant.core.manifest import atomic_folder, build_manifest, latest_artifact, sha256_json
 from eval import stats
 from eval.questions import Question, load_questions, load_validation_pairs, questions_hash
 
@@ -189,7 +189,7 @@ def score_answers(cfg: Config, answers, by_id: dict[str, Question], sets: dict[s
 
 def _embeddings(cfg: Config, answers, by_id: dict[str, Question]):
     """Our embedder wrapped for RAGAS, with every text it will see encoded up front."""
-    from assistant.models import MissingModelError, load_embedder
+    from assistant.core.models import MissingModelError, load_embedder
     from eval.ragas_compat import LocalEmbeddings
 
     try:
@@ -317,7 +317,7 @@ def write_report(cfg: Config, summary: dict, rows: list[dict], inputs: dict) -> 
 if __name__ == "__main__":
     import argparse
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--modes", default=",".join(ALL_MODES))

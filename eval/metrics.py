@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from assistant.prompts import REFUSAL
+from assistant.core.prompts import REFUSAL
 from eval.questions import Question
 from eval.ragas_compat import ragas  # noqa: F401  (makes the ragas imports below work)
 from ragas.dataset_schema import SingleTurnSample

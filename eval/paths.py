@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from assistant.manifest import sha256_json
-from assistant.prompts import PROMPT_VERSION, build_messages
+from assistant.core.manifest import sha256_json
+from assistant.core.prompts import PROMPT_VERSION, build_messages
 from eval.questions import Question
 
 TUNED_MODES = ("offline", "hybrid")
@@ -148,7 +148,7 @@ if __name__ == "__main__":
     import argparse
 
     from assistant.answer import Assistant
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     parser = argparse.ArgumentParser()
     parser.add_argument("question")

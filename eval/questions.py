@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from assistant.manifest import latest_artifact, sha256_json
+from assistant.core.manifest import latest_artifact, sha256_json
 
 KNOWN_KINDS = ("fact", "numeric", "procedure", "multi_hop", "unanswerable", "general", "synthetic", "generated")
 UNANSWERABLE = "unanswerable"
@@ -112,7 +112,7 @@ def load_questions(path: Path) -> list[Question]:
 
 
 def question_part(user_turn: str) -> str:
-    """The question inside a user turn that may carry numbered context (see assistant.prompts.user_turn)."""
+    """The question inside a user turn that may carry numbered context (see assistant.core.prompts.user_turn)."""
     marker = "Question:"
     return user_turn.rsplit(marker, 1)[1].strip() if marker in user_turn else user_turn.strip()
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assistant.config import Config
+from assistant.core.config import Config
 
 MRR_DEPTH = 10
 
@@ -51,7 +51,7 @@ def _as_dict(question) -> dict:
 if __name__ == "__main__":
     import json
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
     from eval.questions import load_questions
 
     config = load_config()

@@ -21,8 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.config import Config
-from assistant.manifest import latest_artifact
+from assistant.core.config import Config
+from assistant.core.manifest import latest_artifact
 from eval.questions import Question, load_questions
 
 GENERATED_NAME = "questions.generated.jsonl"
@@ -188,7 +188,7 @@ def generated_questions(cfg: Config) -> GeneratedSet:
 if __name__ == "__main__":
     import argparse
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", type=Path)

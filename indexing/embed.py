@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.config import PACKAGED_EMBED_MODEL, Config
+from assistant.core.config import PACKAGED_EMBED_MODEL, Config
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
 def embedder_path(cfg: Config) -> str:
-    from assistant.models import packaged_embedder_path
+    from assistant.core.models import packaged_embedder_path
 
     return str(packaged_embedder_path()) if cfg.embed_model == PACKAGED_EMBED_MODEL else cfg.embed_model
 
@@ -44,8 +44,8 @@ def load_tokenize(cfg: Config) -> Callable[[str], list[int]]:
 
 @lru_cache(maxsize=2)
 def _cached_embedder(path: str, device: str | None) -> SentenceTransformer:
-    from assistant.config import load_config
-    from assistant.models import load_embedder
+    from assistant.core.config import load_config
+    from assistant.core.models import load_embedder
 
     return load_embedder(load_config(overrides={"embed_model": path}), device=device)
 
@@ -90,7 +90,7 @@ def bf16_autocast(model: SentenceTransformer, bf16: bool | str):
     """bf16 autocast where `bf16` (True, False or "auto": the hardware decides) says so."""
     import torch
 
-    from assistant.models import use_bf16
+    from assistant.core.models import use_bf16
 
     if not use_bf16(bf16, "embedding"):
         return contextlib.nullcontext()
@@ -98,7 +98,7 @@ def bf16_autocast(model: SentenceTransformer, bf16: bool | str):
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     config = load_config()
     vector = embed_texts(load_cached_embedder(config), sys.argv[1:] or ["hello"], bf16=config.index.embed_bf16)

@@ -26,9 +26,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from assistant.config import Config
-from assistant.manifest import build_manifest, read_manifest, sha256_file, write_manifest
-from indexing.records import Chunk
+from assistant.core.config import Config
+from assistant.core.manifest import build_manifest, read_manifest, sha256_file, write_manifest
+from assistant.core.records import Chunk
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -286,6 +286,6 @@ def _write_index_manifest(cfg: Config, collection: Collection, hashes: dict[str,
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     print(build_index(load_config(), [Path(p) for p in sys.argv[1:]] or None).to_dict())

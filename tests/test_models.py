@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.config import load_config
-from assistant.models import MissingModelError, load_base_model, load_embedder
-from assistant.prompts import build_messages
+from assistant.core.config import load_config
+from assistant.core.models import MissingModelError, load_base_model, load_embedder
+from assistant.core.prompts import build_messages
 
 
 def test_missing_model_is_a_clear_error(tmp_path):

@@ -4,27 +4,21 @@
 
 A content point is one fact as written in the source (a sentence, a list item, a table row put into
 words), the short answer that teaches it, and several differently phrased questions it answers.
-The generator that writes the questions is chosen in `training.generators`; this module holds the
-record, the extractive reading of a chunk (key units and their salient spans) and the resumable loop
-that runs a generator over every chunk and caches what it wrote, one JSON line per chunk.
+The generator that writes the questions, and the resumable loop that runs it over every chunk, live in
+`training.generators`; this module holds the record and the extractive reading of a chunk (key units
+and their salient spans).
 """
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from indexing.records import Chunk
+from assistant.core.records import Chunk
 from indexing.sentences import markdown_units, split_sentences
-
-if TYPE_CHECKING:
-    from training.generators import Generator
 
 
 @dataclass(frozen=True)
@@ -188,63 +182,12 @@ def word_weights(chunks: Iterable[Chunk]) -> dict[str, float]:
     return {w: math.log((1 + total) / (1 + n)) + 1 for w, n in counts.items()}
 
 
-# --- Running a generator over every chunk, resumably --------------------------------------------
-
-def read_cache(path: Path) -> dict[str, dict]:
-    """chunk id -> cached generator output; a half-written last line (a kill) is ignored."""
-    done: dict[str, dict] = {}
-    if not path.exists():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        done[record["chunk_id"]] = record
-    return done
-
-
-def _append_cache(path: Path, records: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def write_content_points(chunks: list[Chunk], generator: Generator, cache: Path, *, batch_size: int = 8,
-                         progress: bool = True) -> tuple[dict[str, list[ContentPoint]], int]:
-    """Content points for every chunk (chunk id -> points) and the count of malformed generations.
-
-    Each batch is appended to `cache` as soon as it is written, so a killed run redoes at most one
-    batch, and an unchanged chunk is never sent to the generator twice.
-    """
-    from tqdm import tqdm
-
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    done = read_cache(cache)
-    todo = [chunk for chunk in chunks if chunk.id not in done]
-    with tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc=f"content points ({generator.name})",
-              unit="chunk", disable=not progress, file=sys.stderr) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            written = generator.content_points(batch)
-            records = [{"chunk_id": chunk.id, "points": [p.to_dict() for p in points], "malformed": malformed}
-                       for chunk, (points, malformed) in zip(batch, written)]
-            _append_cache(cache, records)
-            done.update((r["chunk_id"], r) for r in records)
-            bar.update(len(batch))
-    by_chunk = {chunk.id: [ContentPoint.from_dict(p) for p in done[chunk.id]["points"]] for chunk in chunks}
-    malformed = sum(int(done[chunk.id]["malformed"]) for chunk in chunks)
-    return by_chunk, malformed
-
-
 if __name__ == "__main__":
     from indexing.chunk import chunk_document
     from indexing.embed import load_tokenize
     from indexing.ingest import read_document
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     config = load_config()
     document = read_document(Path(sys.argv[1]), config.index.max_file_mb)

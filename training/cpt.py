@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import sys
 
-from assistant.config import Config
+from assistant.core.config import Config
+from assistant.core.errors import TrainDataError
 
 _HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
@@ -44,8 +45,6 @@ def corpus_rows(cfg: Config, tokenizer) -> tuple[list[dict], list[dict]]:
     """Train and validation rows: `<bos> text <eos>`, cut into windows of `train.max_seq_len` tokens."""
     texts = corpus_texts(cfg)
     if not texts:
-        from training.sft import TrainDataError
-
         raise TrainDataError(f"{cfg.corpus}: no text to pre-train on; index the corpus first (`assistant index`)")
     window = cfg.train.max_seq_len
     train, validation = [], []

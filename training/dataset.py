@@ -21,13 +21,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from assistant.config import Config, ConfigError
-from assistant.manifest import atomic_folder, build_manifest, is_up_to_date, read_manifest, sha256_json, write_manifest
-from assistant.prompts import PROMPT_VERSION
-from indexing.records import Chunk
-from training.content_points import ContentPoint, write_content_points
+from assistant.core.config import Config, ConfigError
+from assistant.core.manifest import atomic_folder, build_manifest, is_up_to_date, read_manifest, sha256_json, write_manifest
+from assistant.core.prompts import PROMPT_VERSION
+from assistant.core.records import Chunk
+from training.content_points import ContentPoint
 from training.gates import answer_of, apply_gates
-from training.generators import EXTRACTIVE_VERSION, LLM_PROMPT_VERSION, Generator, make_generator
+from training.generators import EXTRACTIVE_VERSION, LLM_PROMPT_VERSION, Generator, make_generator, write_content_points
 from training.pairs import (PAIRS_VERSION, REFUSAL_VERSION, points_to_output_pair, qa_pairs, raft_pair, refusal_pair,
                             refusal_questions)
 from training.split import split_by_phrasing
@@ -328,6 +328,6 @@ def report_from_manifest(folder: Path) -> DatasetReport:
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     print(json.dumps(build_dataset(load_config()).to_dict(), indent=2))

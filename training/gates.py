@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from assistant.prompts import REFUSAL
+from assistant.core.prompts import REFUSAL
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'&-]*")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")

@@ -1,7 +1,7 @@
 """Pairs: content points become fine-tuning records, all in one schema.
 
 A record is `{"messages": [system, user, assistant], "meta": {...}}`: the messages come from
-`assistant.prompts.build_messages`, the one prompt every answer path uses, so the tuned model sees
+`assistant.core.prompts.build_messages`, the one prompt every answer path uses, so the tuned model sees
 at train time exactly what it sees at answer time. Four types:
 - qa: a question without context -> the point's short answer (recall from the weights);
 - points_to_output: "write a <type> section covering these points" -> the original section text;
@@ -18,8 +18,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from assistant.prompts import REFUSAL, build_messages
-from indexing.records import Chunk, Hit
+from assistant.core.prompts import REFUSAL, build_messages
+from assistant.core.records import Chunk, Hit
 from training.content_points import ContentPoint
 
 REFUSAL_VERSION = "refusal-templates-v2"

@@ -26,12 +26,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.config import Config, ConfigError
-from assistant.manifest import (atomic_folder, build_manifest, is_up_to_date, latest_artifact, read_manifest,
+from assistant.core.config import Config, ConfigError
+from assistant.core.errors import TrainDataError
+from assistant.core.manifest import (atomic_folder, build_manifest, is_up_to_date, latest_artifact, read_manifest,
                                 sha256_files, sha256_json, write_manifest)
-from assistant.models import (base_model_path, hardware_note, load_base_model, load_tokenizer, precision_name,
+from assistant.core.models import (base_model_path, hardware_note, load_base_model, load_tokenizer, precision_name,
                               use_bf16)
-from assistant.prompts import END_OF_TURN
+from assistant.core.prompts import END_OF_TURN
 from training.cpt import corpus_rows
 from training.trainer import (CompletionLossTrainer, PackedRowsCollator, ProgressBar, StopAtDeadline,
                               StopOnValidation, plan_steps, training_arguments)
@@ -39,10 +40,6 @@ from training.trainer import (CompletionLossTrainer, PackedRowsCollator, Progres
 IGNORE = -100          # label value the loss skips (prompt tokens, packed-sequence starts)
 RECIPE_VERSION = "lora+turn-tokens-v1"   # how the trainable weights are set up; a change retrains
 _ROLES = {"system", "user", "assistant"}
-
-
-class TrainDataError(ValueError):
-    """The dataset cannot be trained on; the message names the file (and line) and the fix."""
 
 
 @dataclass

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from transformers import PrinterCallback, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from assistant.config import Config, ConfigError
-from assistant.models import use_bf16
+from assistant.core.config import Config, ConfigError
+from assistant.core.models import use_bf16
 
 IGNORE = -100
 

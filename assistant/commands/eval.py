@@ -41,7 +41,7 @@ def add_arguments(parser):
 def _run_folder(cfg, name: str) -> Path:
     folder = Path(name) if Path(name).is_dir() else cfg.evals_dir / name
     if not (folder / "summary.json").exists():
-        from assistant.config import ConfigError
+        from assistant.core.config import ConfigError
 
         raise ConfigError(f"{folder}: no evaluation run here (summary.json missing); "
                           f"list the runs with `ls {cfg.evals_dir}`")

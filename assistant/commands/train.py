@@ -37,7 +37,8 @@ def add_arguments(parser):
 
 def run(args, cfg):
     from assistant.cli import emit
-    from training.sft import TrainDataError, train_adapter
+    from assistant.core.errors import TrainDataError
+    from training.sft import train_adapter
 
     try:
         report = train_adapter(cfg, dataset=args.dataset, resume=args.resume, progress=True)

@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from assistant.prompts import REFUSAL, SYSTEM
 from assistant.answer import (EMPTY_REPLY, MODES, Answer, Assistant, bounded_history, message_text,
                               prompt_messages)
-from indexing.records import Chunk, Hit
+from assistant.core.prompts import REFUSAL, SYSTEM
+from assistant.core.records import Chunk, Hit
 
 QUESTION = "How much does a household membership cost per year?"
 

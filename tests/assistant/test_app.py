@@ -5,7 +5,7 @@ import json
 
 from assistant.app import (compare, latest_report, model_history, respond, safe_upload_name, search_pairs,
                            store_uploads, upload_folder)
-from assistant.manifest import build_manifest, write_manifest
+from assistant.core.manifest import build_manifest, write_manifest
 
 QUESTION = "How much does a household membership cost per year?"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.manifest import build_manifest, write_manifest
+from assistant.core.manifest import build_manifest, write_manifest
 
 pytestmark = pytest.mark.browser
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.prompts import REFUSAL
+from assistant.core.prompts import REFUSAL
 from eval.metrics import Sample, contains_fact, is_refusal, offline_metrics, score_sample
 from eval.questions import Question
 

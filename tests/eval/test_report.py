@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 
-from assistant.config import load_config
-from assistant.manifest import read_manifest
+from assistant.core.config import load_config
+from assistant.core.manifest import read_manifest
 from eval.evaluate import QuestionSource, summarise, write_report
 from eval.questions import Question
 from eval.report import compare_runs

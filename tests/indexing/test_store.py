@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from assistant.manifest import read_manifest
+from assistant.core.manifest import read_manifest
 from indexing.store import IndexNotFound, build_index, index_fingerprint, load_chunks
 
 

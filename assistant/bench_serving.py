@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from assistant.answer import MODES, Assistant, prompt_messages
-from assistant.config import Config
+from assistant.core.config import Config
 
 FALLBACK_QUESTIONS = [
     "Who approves a purchase order over 25,000 EUR?", "How do I report a lost corporate card?",
@@ -171,8 +171,8 @@ def run_bench(cfg: Config, quick: bool) -> list[dict]:
 if __name__ == "__main__":
     import argparse
 
-    from assistant.commands.bench import format_table
-    from assistant.config import load_config
+    from assistant.core.config import load_config
+    from eval.report import format_table
 
     parser = argparse.ArgumentParser(description="Serving benchmark on the configured model.")
     parser.add_argument("--quick", action="store_true")
