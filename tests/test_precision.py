@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from assistant.core import models
 from assistant.core.config import load_config
@@ -56,25 +57,81 @@ def test_the_budget_buys_the_steps_that_fit(monkeypatch, tiny_cfg):
     assert trainer_module.plan_steps(tiny_cfg, _FakeTrainer(), [], [], epoch_steps=300, budget_s=120)["steps"] == 7
 
 
-def test_a_spent_budget_stops_training_after_the_step_in_flight(tiny_cfg, tmp_path):
+class _Control:
+    should_training_stop = should_save = False
+
+
+class _Args:
+    world_size = 1
+
+
+class _State:
+    def __init__(self, step: int, max_steps: int):
+        self.global_step, self.max_steps, self.log_history = step, max_steps, []
+
+
+def test_a_spent_budget_stops_training_after_the_step_in_flight():
     """A plan that underestimated the step time still ends at the budget: here the deadline has passed."""
     import time
 
-    from training.trainer import StopAtDeadline
+    from training.trainer import TimeBudget
 
-    class Control:
-        should_training_stop = should_save = False
-
-    class Args:
-        world_size = 1
-
-    class State:
-        global_step, max_steps = 3, 50
-
-    control = Control()
-    stopper = StopAtDeadline(time.time() - 1)
-    stopper.on_step_end(Args(), State(), control)
-    assert control.should_training_stop and control.should_save and "step 3 of 50" in stopper.reason
-    control = Control()
-    StopAtDeadline(None).on_step_end(Args(), State(), control)
+    plan = {"steps": 50, "budget_s": 100.0, "epoch_steps": 300}
+    budget = TimeBudget(time.time() - 1, plan)
+    state, control = _State(0, 0), _Control()
+    budget.on_train_begin(_Args(), state, control)
+    assert state.max_steps == 50
+    state.global_step = 3
+    budget.on_step_end(_Args(), state, control)
+    assert control.should_training_stop and control.should_save and "step 3 of 50" in budget.reason
+    control = _Control()
+    TimeBudget(None, plan).on_step_end(_Args(), state, control)
     assert not control.should_training_stop
+
+
+@pytest.mark.parametrize("seconds_per_step, grows", [(8.0, True), (40.0, False)])
+def test_the_step_count_is_planned_again_from_the_pace_training_runs_at(monkeypatch, tmp_path, seconds_per_step, grows):
+    """The first plan (22 steps of a 700-s budget, timed while the CPU was busy) moves to what the steps
+    actually cost, the validation passes' share included, and the new count is saved for --resume."""
+    import json
+
+    from training import trainer as trainer_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(trainer_module.time, "time", lambda: clock[0])
+    plan = {"steps": 22, "step_s": 30.0, "budget_s": 700.0, "epoch_steps": 500, "epochs": 3, "eval_s_per_step": 0.5}
+    budget = trainer_module.TimeBudget(1000.0 + 700.0, plan, tmp_path / "plan.json")
+    state, control = _State(0, 0), _Control()
+    budget.on_train_begin(_Args(), state, control)
+    for step in range(1, 11):
+        clock[0] += seconds_per_step
+        state.global_step = step
+        budget.on_step_end(_Args(), state, control)
+    pace = seconds_per_step + 0.5
+    assert (plan["steps"] > 22) is grows and (plan["steps"] < 22) is not grows
+    assert state.max_steps == plan["steps"] == json.loads((tmp_path / "plan.json").read_text())["steps"]
+    # the remaining steps end inside the budget, with its last 5% kept for the final checkpoint
+    assert clock[0] + (plan["steps"] - 10) * pace <= 1000.0 + 0.95 * 700.0 < clock[0] + (plan["steps"] - 9) * pace
+    assert not control.should_training_stop
+
+
+def test_the_learning_rate_decays_to_zero_at_the_planned_step_as_the_plan_moves():
+    from types import SimpleNamespace
+
+    from training.trainer import CompletionLossTrainer
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    host = SimpleNamespace(lr_scheduler=None, step_plan={"steps": 20}, optimizer=optimizer,
+                           args=SimpleNamespace(get_warmup_steps=lambda steps: 1))
+    scheduler = CompletionLossTrainer.create_scheduler(host, num_training_steps=500)
+    rates = []
+    for step in range(40):
+        if step == 10:
+            host.step_plan["steps"] = 40          # re-planned: the decay stretches to the new last step
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[10] > rates[9]               # stretched: at step 11 of 40 the rate is higher than at 10 of 20
+    assert all(later <= earlier + 1e-9 for earlier, later in zip(rates[10:], rates[11:]))
+    assert rates[38] > 0 and rates[-1] == pytest.approx(0.0, abs=1e-9)

@@ -34,7 +34,7 @@ from assistant.core.models import (base_model_path, hardware_note, load_base_mod
                               use_bf16)
 from assistant.core.prompts import END_OF_TURN
 from training.cpt import corpus_rows
-from training.trainer import (CompletionLossTrainer, PackedRowsCollator, ProgressBar, StopAtDeadline,
+from training.trainer import (CompletionLossTrainer, PackedRowsCollator, ProgressBar, TimeBudget,
                               StopOnValidation, plan_steps, training_arguments)
 
 IGNORE = -100          # label value the loss skips (prompt tokens, packed-sequence starts)
@@ -325,13 +325,12 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
     args = training_arguments(cfg, stage_dir, has_validation=bool(val_rows), max_steps=epoch_steps)
     stopper = StopOnValidation(cfg.train.early_stopping_patience, cfg.train.overfit_evals)
     val_packs = pack_rows(val_rows, cfg.train.max_seq_len) if val_rows else []
-    deadline = StopAtDeadline(time.time() + budget_s if budget_s and not cfg.train.max_steps else None)
+    deadline = time.time() + budget_s if budget_s and not cfg.train.max_steps else None
     trainer = CompletionLossTrainer(
         model=model, args=args, processing_class=tokenizer, data_collator=PackedRowsCollator(tokenizer.pad_token_id),
         train_dataset=Dataset.from_list(train_packs),
         eval_dataset=Dataset.from_list(val_packs) if val_packs else None,
-        callbacks=[stopper, deadline]
-        + ([ProgressBar(name)] if progress else []))
+        callbacks=[stopper])
     # The step count: fixed (--max-steps), else what fits the time budget, never more than `epochs` passes.
     # A resumed run keeps the plan it started with, or its learning-rate schedule would change mid-way.
     plan_path = stage_dir / "plan.json"
@@ -340,7 +339,13 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
         plan = plan_steps(cfg, trainer, train_packs, val_packs, epoch_steps, budget_s)
         stage_dir.mkdir(parents=True, exist_ok=True)
         plan_path.write_text(json.dumps(plan))
-    trainer.args.max_steps = plan["steps"]
+    # The loop is sized for every epoch; TimeBudget sets the planned count and may move it while training.
+    trainer.args.max_steps = epoch_steps
+    trainer.step_plan = plan
+    budget = TimeBudget(deadline, plan, plan_path)
+    trainer.add_callback(budget)                 # before the bar, which reads the planned count
+    if progress:
+        trainer.add_callback(ProgressBar(name))
     print(f"train ({name}): {plan['steps']} steps, {plan['why']}", file=sys.stderr, flush=True)
     checkpoints = _complete_checkpoints(stage_dir) if resume else []
     try:
@@ -363,7 +368,7 @@ def train_stage(cfg: Config, model, tokenizer, name: str, train_rows: list[dict]
         "plan": plan, "tokens": sum(trainer.step_tokens),
         # passes over the training set that the steps bought (the budget's currency for knowledge injection)
         "exposures": round(trainer.state.global_step * cfg.train.batch_size / max(1, len(train_packs)), 2),
-        "stopped_early": stopper.reason is not None, "note": stopper.reason or deadline.reason or "",
+        "stopped_early": stopper.reason is not None, "note": stopper.reason or budget.reason or "",
         "precision": precision_name(use_bf16(cfg.train.bf16, "training")),
         "is_main_process": trainer.accelerator.is_main_process,
     }

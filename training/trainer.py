@@ -8,6 +8,8 @@ step, yet in an SFT pair only the answer tokens (a fifth of the row, often less)
 """
 from __future__ import annotations
 
+import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -77,6 +79,7 @@ class CompletionLossTrainer(SFTTrainer):
     def __init__(self, *args, loss_positions_only: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_positions_only = loss_positions_only
+        self.step_plan: dict | None = None      # set by sft.train_stage; TimeBudget may move plan["steps"]
         self.step_tokens: list[int] = []
         self.step_seconds: list[float] = []
         self.remove_callback(PrinterCallback)   # it prints every log dict on stdout, which --json owns
@@ -96,6 +99,24 @@ class CompletionLossTrainer(SFTTrainer):
         seconds = sum(self.step_seconds[skip:])
         per_process = sum(self.step_tokens[skip:]) / seconds if seconds else 0.0
         return round(per_process * self.accelerator.num_processes, 1)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """Warm-up, then cosine decay to zero at the *planned* last step, read at every step: when the time
+        budget re-plans the step count (TimeBudget), the decay stretches or shrinks to end with training."""
+        if self.lr_scheduler is not None or self.step_plan is None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        plan = self.step_plan
+        warmup = self.args.get_warmup_steps(plan["steps"])          # fixed by the first plan
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return step / max(1, warmup)
+            progress = min(1.0, (step - warmup) / max(1, plan["steps"] - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, factor)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.loss_positions_only or return_outputs:
@@ -198,6 +219,7 @@ def plan_steps(cfg: Config, trainer: CompletionLossTrainer, train_packs: list[di
     usable = 0.95 * budget_s - (time.perf_counter() - started)
     steps = max(1, min(epoch_steps, int(usable / per_step)))
     plan = {"steps": steps, "step_s": round(step_s, 2), "budget_s": round(budget_s, 1), "epoch_steps": epoch_steps,
+            "epochs": cfg.train.epochs, "eval_s_per_step": round(per_step - step_s, 3),
             "why": (f"{steps * per_step / 60:.1f} of a {budget_s / 60:.1f}-minute budget at {step_s:.1f} s per step "
                     f"({'all ' if steps == epoch_steps else ''}{cfg.train.epochs * steps / epoch_steps:.2f} passes "
                     "over the training set)")}
@@ -227,19 +249,56 @@ def time_training_step(trainer: CompletionLossTrainer, packs: list[dict], repeat
     return sum(times[1:]) / repeats
 
 
-class StopAtDeadline(TrainerCallback):
-    """The hard edge of the time budget: a plan that underestimated the steps' cost still stops in time.
-    Single-process only: processes that stopped at different steps would wait for each other forever."""
+class TimeBudget(TrainerCallback):
+    """Keeps training inside its time budget. The first plan (plan_steps) comes from two timed steps,
+    which a busy machine can make look slow: on a fresh clone whose CPU was shared while it planned, it
+    bought 22 steps and training then ended in 283 s of a 700-s budget. So every `every` steps the count
+    is planned again from the pace training actually ran at (validation passes and checkpoints
+    included) and written back to `plan` (and plan.json, for --resume); the learning-rate decay follows
+    it (CompletionLossTrainer.create_scheduler). Past the deadline, training stops after the step in
+    flight. Single-process only: processes that stopped at different steps would wait for each other."""
 
-    def __init__(self, deadline: float | None):
+    def __init__(self, deadline: float | None, plan: dict, plan_path: Path | None = None, every: int = 5):
         self.deadline = deadline
+        self.plan = plan
+        self.plan_path = plan_path
+        self.every = every
         self.reason: str | None = None
+        self.began: tuple[float, int] | None = None     # (time, step) when this process started training
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.max_steps = self.plan["steps"]
+        self.began = (time.time(), state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.deadline and args.world_size == 1 and time.time() > self.deadline:
+        if not self.deadline or args.world_size != 1:
+            return
+        now = time.time()
+        if now > self.deadline:
             self.reason = f"time budget reached at step {state.global_step} of {state.max_steps}"
             control.should_training_stop = True
             control.should_save = True
+            return
+        done = state.global_step - self.began[1]
+        if done < self.every or state.global_step % self.every or state.global_step >= self.plan["steps"]:
+            return
+        # Seconds per step so far; before the first validation pass, plus the plan's estimate of its share.
+        pace = (now - self.began[0]) / done
+        if not any("eval_loss" in entry for entry in state.log_history):
+            pace += self.plan.get("eval_s_per_step", 0.0)
+        fits = state.global_step + int((self.deadline - 0.05 * self.plan["budget_s"] - now) / pace)
+        steps = max(state.global_step + 1, min(self.plan["epoch_steps"], fits))
+        if abs(steps - self.plan["steps"]) < max(2, 0.1 * self.plan["steps"]):
+            return
+        print(f"\ntrain: re-planned {self.plan['steps']} -> {steps} steps at the {pace:.1f} s per step seen so far",
+              file=sys.stderr, flush=True)
+        self.plan.update(steps=steps, step_s=round(pace, 2), replanned=self.plan.get("replanned", 0) + 1,
+                         why=f"{steps} steps fit the {self.plan['budget_s'] / 60:.1f}-minute budget at the "
+                             f"{pace:.1f} s per step training ran at ({self.plan.get('epochs', 1) * steps / self.plan['epoch_steps']:.2f} "
+                             "passes over the training set)")
+        state.max_steps = steps
+        if self.plan_path is not None:
+            self.plan_path.write_text(json.dumps(self.plan))
 
 
 class ProgressBar(TrainerCallback):
@@ -259,6 +318,8 @@ class ProgressBar(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
+            if self.bar.total != state.max_steps:       # the time budget re-planned the step count
+                self.bar.total = state.max_steps
             self.bar.update(state.global_step - self.bar.n)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
