@@ -10,15 +10,16 @@ without it, rag (the same weights minus the LoRA) stands in and the row says so.
 """
 from __future__ import annotations
 
-import json
 import socket
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from assistant.answer import MODES, Assistant, prompt_messages
+from assistant.answer import Assistant, prompt_messages
 from assistant.core.config import Config
+from assistant.core.jsonl import read_jsonl
+from assistant.core.modes import Mode
 
 FALLBACK_QUESTIONS = [
     "Who approves a purchase order over 25,000 EUR?", "How do I report a lost corporate card?",
@@ -40,8 +41,7 @@ def bench_questions(cfg: Config, count: int) -> list[str]:
     path = cfg.questions_path
     questions = []
     if path is not None and path.exists():
-        with open(path, encoding="utf-8") as handle:
-            questions = [json.loads(line)["question"] for line in handle if line.strip()]
+        questions = [record["question"] for _, record in read_jsonl(path)]
     questions = questions or FALLBACK_QUESTIONS
     return [questions[i % len(questions)] for i in range(count)]
 
@@ -66,8 +66,8 @@ def bench_retrieval(assistant: Assistant, questions: list[str]) -> list[dict]:
 def bench_paths(assistant: Assistant, questions: list[str], max_new_tokens: int) -> list[dict]:
     """One request at a time, streamed: tokens/s per path, and time to first token on hybrid."""
     rows, first_tokens = [], {}
-    for mode in MODES:
-        if mode in ("offline", "hybrid") and not assistant.has_adapter:
+    for mode in Mode:
+        if mode.tuned and not assistant.has_adapter:
             rows.append(row(f"{mode}: tokens/s", None, "tokens/s", "", "no adapter yet (assistant train)"))
             continue
         answers = [assistant.answer(q, mode, max_new_tokens=max_new_tokens) for q in questions]
@@ -115,7 +115,7 @@ def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, ma
         port = sock.getsockname()[1]
     original = assistant.cfg
     assistant.cfg = original.model_copy(update={"answer": original.answer.model_copy(update={"max_new_tokens": max_new_tokens})})
-    modes = MODES if assistant.has_adapter else ("base", "rag")
+    modes = tuple(m.value for m in Mode if assistant.has_adapter or not m.tuned)
     app, url = launch(assistant.cfg, port=port, block=False, assistant=assistant)
 
     def one_session(i: int) -> tuple[float, str | None]:

@@ -83,14 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from assistant.core.config import ConfigError, load_config
-    from assistant.core.models import MissingModelError
+    from assistant.core.errors import UserError
 
     try:
         cfg = load_config(args.config, config_overrides(args))
         if cfg.home.exists() and not cfg.home.is_dir():
             raise ConfigError(f"--workspace {cfg.home} is a file, not a folder; pass a folder (it is created when missing)")
         return int(args.command.run(args, cfg) or 0)
-    except (ConfigError, MissingModelError) as err:
+    except (UserError, MemoryError) as err:   # every error a user can act on, caught here and nowhere above
         print(f"assistant {args.verb}: {err}", file=sys.stderr)
         return 2
     except OSError as err:

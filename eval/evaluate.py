@@ -21,11 +21,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from assistant.core.config import Config
+from assistant.core.jsonl import read_jsonl
 from assistant.core.manifest import atomic_folder, build_manifest, latest_artifact, sha256_json
+from assistant.core.modes import Mode
 from eval import stats
 from eval.questions import Question, load_questions, load_validation_pairs, questions_hash
 
-ALL_MODES = ("base", "rag", "offline", "hybrid")
 
 
 @dataclass
@@ -62,7 +63,7 @@ def choose_questions(cfg: Config, questions_path: Path | None) -> QuestionSource
     return QuestionSource(made.questions, made.path, True, made.generator, made.why)
 
 
-def evaluate(cfg: Config, modes: Sequence[str] = ALL_MODES, questions_path: Path | None = None,
+def evaluate(cfg: Config, modes: Sequence[str] = tuple(Mode), questions_path: Path | None = None,
              progress: bool = True) -> EvalReport:
     # 1. questions
     source = choose_questions(cfg, questions_path)
@@ -80,9 +81,9 @@ def evaluate(cfg: Config, modes: Sequence[str] = ALL_MODES, questions_path: Path
     assistant = Assistant(cfg)
     inputs = _inputs(cfg, assistant, source, general)
     skipped = {m: "no LoRA adapter found; train one with `assistant train`"
-               for m in modes if m in ("offline", "hybrid") and not assistant.has_adapter}
+               for m in modes if Mode(m).tuned and not assistant.has_adapter}
     skipped.update({m: "no index found; build one with `assistant index`"
-                    for m in modes if m in ("rag", "hybrid") and inputs["index"] is None and m not in skipped})
+                    for m in modes if Mode(m).retrieves and inputs["index"] is None and m not in skipped})
     runnable = [m for m in modes if m not in skipped]
     settings = answer_settings(cfg, inputs["adapter"], inputs["index"])
     cache = cfg.evals_dir / ".answers.jsonl"
@@ -287,13 +288,10 @@ def summarise(cfg: Config, rows: list[dict], modes: list[str], skipped: dict, so
 
 def trained_documents(cfg: Config, dataset: str | None) -> set[str] | None:
     """The documents whose pairs the tuned model was trained on (None without a dataset)."""
-    import json
-
     path = cfg.datasets_dir / dataset / "train.jsonl" if dataset else None
     if path is None or not path.exists():
         return None
-    return {json.loads(line)["meta"].get("doc_id") for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()} - {None}
+    return {record["meta"].get("doc_id") for _, record in read_jsonl(path)} - {None}
 
 
 def write_report(cfg: Config, summary: dict, rows: list[dict], inputs: dict) -> EvalReport:
@@ -320,7 +318,7 @@ if __name__ == "__main__":
     from assistant.core.config import load_config
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--modes", default=",".join(ALL_MODES))
+    parser.add_argument("--modes", default=",".join(Mode))
     parser.add_argument("--limit", type=int)
     options = parser.parse_args()
     config = load_config(overrides={"eval": {"limit": options.limit}} if options.limit else None)

@@ -72,18 +72,10 @@ def embed_texts(model: SentenceTransformer, texts: list[str], *, batch_size: int
 
 
 def embed_query_batch(model: SentenceTransformer, queries: list[str], *, bf16: bool | str = "auto") -> np.ndarray:
-    """Query vectors. One query runs on one thread: a 10-token forward pass gains nothing from a second
-    core, and waiting on a busy one cost 20x here (p50 484 ms vs 7 ms on a loaded 2-core machine)."""
-    import torch
-
-    if len(queries) != 1:
-        return embed_texts(model, queries, batch_size=64, bf16=bf16)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return embed_texts(model, queries, batch_size=1, bf16=bf16)
-    finally:
-        torch.set_num_threads(threads)
+    """Query vectors. Torch's thread count is process-wide and the server embeds from concurrent threads,
+    so it is never changed per query (it was: one query on one thread, and another request's setting
+    could be restored under it); `torch.set_num_threads` belongs to whoever starts the process."""
+    return embed_texts(model, queries, batch_size=64 if len(queries) != 1 else 1, bf16=bf16)
 
 
 def bf16_autocast(model: SentenceTransformer, bf16: bool | str):

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from assistant.core.figures import find_spans
 from assistant.core.records import Chunk
 from indexing.sentences import markdown_units, split_sentences
 
@@ -45,20 +46,6 @@ def point_id(chunk_id: str, text: str) -> str:
 
 # --- Reading a chunk: key units and the spans that make them worth asking about -------------------
 
-# Checked in this order; an earlier kind wins where two overlap ("$25" is money, not a number).
-SPAN_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple((kind, re.compile(pattern)) for kind, pattern in (
-    ("email", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
-    ("phone", r"\+\d[\d ]{7,}\d"),
-    ("money", r"(?:[$€£]\s?\d[\d,]*(?:\.\d+)?|\b(?:USD|EUR|CAD|GBP|CHF)\s?\d[\d,]*(?:\.\d+)?)(?:\s?(?:million|billion|k)\b)?"),
-    ("percent", r"\b\d+(?:\.\d+)?\s?%"),
-    ("date", r"\b\d{1,2}\s(?:January|February|March|April|May|June|July|August|September|October|November|December)"
-             r"(?:\s\d{4})?\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"),
-    ("time", r"\b\d{1,2}:\d{2}\b"),
-    ("duration", r"\b\d+(?:\.\d+)?(?:-|\s)(?:business |working |calendar )?(?:days?|weeks?|months?|years?|hours?|minutes?|nights?)\b"),
-    ("code", r"\b(?:[A-Z]{2,}[A-Z0-9]*-?\d[\w-]*|WD[+-]?\d+)\b"),
-    ("number", r"(?<!/)\b\d[\d,]*(?:\.\d+)?\b(?!/)"),
-    ("name", r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:[- ][A-Z][a-z]+){1,3}\b"),
-))
 # Sentences without a figure still teach a rule when they say what must or must not happen.
 RULE_WORDS = re.compile(r"\b(must|never|only|required|not reimbursed|may not|cannot|always|no longer|need[s]? )\b", re.I)
 
@@ -74,26 +61,6 @@ class KeyUnit:
     heading: str = ""         # the nearest heading above the unit
     sentence: str = ""        # the sentence that holds the value, for echo questions
     spans: tuple[tuple[str, str], ...] = field(default=())
-
-
-# A capitalised name right after a role word is a person ("Controller Tobias Ferreira-Lund");
-# other capitalised names are systems, banks or places ("Halvard Online").
-ROLE_WORDS = re.compile(r"\b(CFO|CEO|VP|Controller|Manager|Lead|Director|coordinator|Coordinator|owner|Owner|Head of "
-                        r"[A-Z]\w+(?: [A-Z]\w+)?|Treasurer|Librarian|Officer|Chair|Secretary|Analyst|Specialist|"
-                        r"Accountant|contact|Contact)\s*,?\s*$")
-
-
-def find_spans(sentence: str) -> list[tuple[str, str]]:
-    """(kind, text) of each salient span, in reading order."""
-    taken: list[tuple[int, int, str, str]] = []
-    for kind, pattern in SPAN_PATTERNS:
-        for match in pattern.finditer(sentence):
-            start, end = match.span()
-            if not any(start < t_end and t_start < end for t_start, t_end, _, _ in taken):
-                if kind == "name" and ROLE_WORDS.search(sentence[:start]):
-                    kind = "person"
-                taken.append((start, end, kind, match.group(0)))
-    return [(kind, text) for _, _, kind, text in sorted(taken)]
 
 
 STOPWORDS = frozenset("""a an the and or but if then than of for to in on at by with from into onto over under

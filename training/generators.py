@@ -12,7 +12,6 @@ An LLM output that cannot be parsed is skipped and counted, never fatal.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from assistant.core.config import Config, ConfigError
+from assistant.core.jsonl import append_jsonl, read_jsonl
 from assistant.core.manifest import sha256_json
 from assistant.core.records import Chunk
 from training.content_points import ContentPoint, KeyUnit, key_units, point_id, word_weights
@@ -285,24 +285,9 @@ class OpenAIGenerator:
 
 def read_cache(path: Path) -> dict[str, dict]:
     """chunk id -> cached generator output; a half-written last line (a kill) is ignored."""
-    done: dict[str, dict] = {}
     if not path.exists():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        done[record["chunk_id"]] = record
-    return done
-
-
-def _append_cache(path: Path, records: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+        return {}
+    return {record["chunk_id"]: record for _, record in read_jsonl(path, skip_broken=True)}
 
 
 def write_content_points(chunks: list[Chunk], generator: Generator, cache: Path, *, batch_size: int = 8,
@@ -324,7 +309,7 @@ def write_content_points(chunks: list[Chunk], generator: Generator, cache: Path,
             written = generator.content_points(batch)
             records = [{"chunk_id": chunk.id, "points": [p.to_dict() for p in points], "malformed": malformed}
                        for chunk, (points, malformed) in zip(batch, written)]
-            _append_cache(cache, records)
+            append_jsonl(cache, records)
             done.update((r["chunk_id"], r) for r in records)
             bar.update(len(batch))
     by_chunk = {chunk.id: [ContentPoint.from_dict(p) for p in done[chunk.id]["points"]] for chunk in chunks}

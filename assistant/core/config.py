@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from assistant.core.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CORPUS = REPO_ROOT / "corpora" / "finance" / "docs"
 PACKAGED_BASE_MODEL = "packaged:gemma3-270m"
@@ -163,7 +165,7 @@ class Config(Section):
         return self.home / "evals"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration value is wrong; the message names the setting and the fix."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant.core.config import PACKAGED_BASE_MODEL, PACKAGED_EMBED_MODEL, Config
+from assistant.core.errors import UserError
 from assistant.core.prompts import CHAT_TEMPLATE, END_OF_TURN
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-class MissingModelError(RuntimeError):
+class MissingModelError(UserError):
     """A model cannot be found locally; the message says what to install or pass."""
 
 

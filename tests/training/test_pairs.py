@@ -53,7 +53,7 @@ def test_qa_pair_is_the_answer_prompt_plus_the_answer():
     assert record["messages"][-1] == {"role": "assistant", "content": point.answer}
     assert record["meta"] | {"question": None} == {"type": "qa", "chunk_ids": ["c-receipts"], "doc_id": "expense-policy",
                                                  "generator": "extractive", "prompt_version": "v1", "question": None,
-                                                 "point_id": point.id, "round": 0}
+                                                 "with_context": False, "point_id": point.id, "round": 0}
 
 
 def test_points_to_output_asks_for_the_section_and_gets_the_original_text():
