@@ -12,6 +12,13 @@ as `assistant train` runs it, with them. `packed` splits what packing (and no ch
 our loss buys: TRL's runs the 262k-row LM head, in tiles, on every position on a CPU (on Triton GPUs only
 where labels are); ours runs it only where labels are.
 
+Precisions: fp32 always, and bf16 too where the machine computes it natively (without, a bf16 matmul runs
+PyTorch's reference GEMM, ~150x slower: that row would only measure the fallback); `train.bf16` set to true
+or false runs that one alone. `of_ceiling` is the share of the machine's own GEMM throughput that the
+step's necessary matmuls reach: `torch.mm` at the model's MLP shape is timed in the same run and
+precision, and a trained token needs 4 x (linear weights) FLOPs (forward, and the backward to the
+activations: the frozen weights get no gradient) plus 4 x (LM head) FLOPs where it carries loss.
+
 Each variant runs in its own process, so its peak RSS is its own and so is a crash: a variant that fails is
 a row with its error, the others still run, and `assistant bench` exits 1. Tokens/s counts real (unpadded)
 tokens over timed optimizer steps, the first step left out. The pairs are the newest dataset in the
@@ -44,27 +51,99 @@ MEASURES = ("tokens_per_s", "tokens_per_step", "step_s", "peak_rss_gb")
 
 
 def run_bench(cfg: Config, quick: bool) -> list[dict]:
-    from assistant.core.models import precision_name, use_bf16
+    from assistant.core.models import hardware_note, native_bf16
 
     steps = 3 if quick else 6
-    precision = precision_name(use_bf16(cfg.train.bf16, "training"))
+    machine = hardware_note()
+    print(f"bench training on {machine}", file=sys.stderr)
+    rows = []
     with tempfile.TemporaryDirectory(prefix="bench-training-") as scratch:
         dataset = latest_artifact(cfg.datasets_dir) or corpus_pairs(cfg, Path(scratch) / "pairs")
-        config_path = Path(scratch) / "config.json"
-        config_path.write_text(cfg.model_dump_json())
-        results = {}
-        for variant in VARIANTS:
-            command = [sys.executable, "-m", "eval.bench_training", "--variant", variant, "--steps", str(steps),
-                       "--dataset", str(dataset), "--config-json", str(config_path)]
-            results[variant] = variant_result(variant, subprocess.run(command, capture_output=True, text=True))
+        flops_per_token = training_flops_per_token(cfg, dataset)
+        for bf16 in bench_precisions(cfg.train.bf16, native_bf16()):
+            run_cfg = cfg.model_copy(deep=True)
+            run_cfg.train.bf16 = bf16
+            config_path = Path(scratch) / "config.json"
+            config_path.write_text(run_cfg.model_dump_json())
+            ceiling = gemm_gflops(run_cfg, bf16)
+            results = {}
+            for variant in VARIANTS:
+                command = [sys.executable, "-m", "eval.bench_training", "--variant", variant, "--steps", str(steps),
+                           "--dataset", str(dataset), "--config-json", str(config_path)]
+                results[variant] = variant_result(variant, subprocess.run(command, capture_output=True, text=True))
+            rows += precision_rows(results, "bf16" if bf16 else "fp32", ceiling, flops_per_token, machine)
+    return rows
+
+
+def bench_precisions(setting: bool | str, native: bool) -> list[bool]:
+    """fp32 always, bf16 as well where it is native; an explicit setting measures that precision only."""
+    if setting != "auto":
+        return [bool(setting)]
+    return [False, True] if native else [False]
+
+
+def precision_rows(results: dict[str, dict], precision: str, ceiling_gflops: float, flops_per_token: float,
+                   machine: str) -> list[dict]:
     baseline = results["trl-defaults"]["tokens_per_s"]
     rows = []
     for variant, result in results.items():
         label, turn_rows = VARIANTS[variant]
-        speedup = round(result["tokens_per_s"] / baseline, 2) if baseline and result["tokens_per_s"] else None
+        speed = result["tokens_per_s"]
         rows.append({"variant": label, "precision": precision, "turn_rows": "yes" if turn_rows else "no",
-                     **{name: result[name] for name in MEASURES}, "speedup": speedup, "error": result["error"]})
+                     **{name: result[name] for name in MEASURES},
+                     "speedup": round(speed / baseline, 2) if baseline and speed else None,
+                     "gemm_gflops": round(ceiling_gflops, 1),
+                     "of_ceiling": f"{100 * speed * flops_per_token / (ceiling_gflops * 1e9):.1f}%" if speed else None,
+                     "machine": machine, "error": result["error"]})
     return rows
+
+
+def model_shapes(cfg: Config) -> dict[str, int]:
+    from transformers import AutoConfig
+
+    from assistant.core.models import base_model_path
+
+    config = AutoConfig.from_pretrained(base_model_path(cfg))
+    config = getattr(config, "text_config", config)
+    return {"hidden": config.hidden_size, "intermediate": config.intermediate_size, "vocab": config.vocab_size,
+            "layers": config.num_hidden_layers, "heads": config.num_attention_heads,
+            "kv_heads": config.num_key_value_heads, "head_dim": getattr(config, "head_dim", None)
+            or config.hidden_size // config.num_attention_heads}
+
+
+def training_flops_per_token(cfg: Config, dataset: Path) -> float:
+    """FLOPs a trained token needs: 4 x the linear weights of the layers (forward 2, backward to the activations
+    2), plus 4 x the LM head for the share of tokens that carry loss (our recipe runs it only there)."""
+    from assistant.core.models import load_tokenizer
+    from training.sft import dataset_rows, read_dataset
+
+    shape = model_shapes(cfg)
+    attention = shape["hidden"] * shape["head_dim"] * (2 * shape["heads"] + 2 * shape["kv_heads"])
+    mlp = 3 * shape["hidden"] * shape["intermediate"]
+    linear = shape["layers"] * (attention + mlp)
+    rows, _ = dataset_rows(read_dataset(dataset), load_tokenizer(cfg), cfg.train.max_seq_len)
+    tokens = sum(len(r["input_ids"]) for r in rows)
+    loss_share = sum(sum(label != -100 for label in r["labels"]) for r in rows) / max(1, tokens)
+    return 4 * linear + 4 * shape["hidden"] * shape["vocab"] * loss_share
+
+
+def gemm_gflops(cfg: Config, bf16: bool, tokens: int = 2048, repeats: int = 5) -> float:
+    """torch.mm throughput at the model's MLP shape (a packed batch's tokens x hidden @ hidden x intermediate),
+    in the precision being benchmarked, on this machine's threads: the ceiling a training step works under."""
+    import time
+
+    import torch
+
+    shape = model_shapes(cfg)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    left = torch.randn(tokens, shape["hidden"], dtype=dtype)
+    right = torch.randn(shape["hidden"], shape["intermediate"], dtype=dtype)
+    torch.mm(left, right)                               # warm-up: kernel selection, allocations
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(left, right)
+    seconds = (time.perf_counter() - start) / repeats
+    return 2 * tokens * shape["hidden"] * shape["intermediate"] / seconds / 1e9
 
 
 def variant_result(variant: str, done: subprocess.CompletedProcess) -> dict:

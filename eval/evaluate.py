@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from assistant.core.config import Config
+from assistant.core.figures import contains_fact
 from assistant.core.jsonl import read_jsonl
 from assistant.core.manifest import atomic_folder, build_manifest, latest_artifact, sha256_json
 from assistant.core.modes import Mode
@@ -162,9 +163,9 @@ def score_answers(cfg: Config, answers, by_id: dict[str, Question], sets: dict[s
 
     embeddings, embed_problem = _embeddings(cfg, answers, by_id)
     metrics = offline_metrics(embeddings) if embeddings else offline_metrics(None)
-    reference_contexts = _reference_contexts(cfg)
+    units_by_doc = _document_units(cfg)
     samples = [Sample(question=by_id[a.question_id], mode=a.mode, answer=a.answer, contexts=a.contexts,
-                      reference_contexts=[t for d in by_id[a.question_id].source_ids or () for t in reference_contexts.get(d, [])])
+                      reference_contexts=reference_units(by_id[a.question_id], units_by_doc))
                for a in answers]
     judged = (score_judged(samples, cfg.eval.judge_url, cfg.eval.judge_model, embeddings)
               if cfg.eval.judge_url or cfg.eval.judge_model else None)
@@ -201,8 +202,9 @@ def _embeddings(cfg: Config, answers, by_id: dict[str, Question]):
     return embeddings, None
 
 
-def _reference_contexts(cfg: Config) -> dict[str, list[str]]:
-    """doc_id -> its chunk texts, the reference contexts of the context precision and recall metrics."""
+def _document_units(cfg: Config) -> dict[str, list[str]]:
+    """doc_id -> its chunks' lines and sentences, the units the answer paths' context is made of."""
+    from indexing.sentences import unit_texts
     from indexing.store import IndexNotFound, load_chunks
 
     try:
@@ -211,8 +213,17 @@ def _reference_contexts(cfg: Config) -> dict[str, list[str]]:
         return {}
     grouped: dict[str, list[str]] = defaultdict(list)
     for chunk in chunks:
-        grouped[chunk.doc_id].append(chunk.text)
+        grouped[chunk.doc_id].extend(unit_texts(chunk))
     return grouped
+
+
+def reference_units(question: Question, units_by_doc: dict[str, list[str]]) -> list[str]:
+    """The reference contexts of context precision and recall: the source documents' units that state a key
+    fact (all their units when the question names none). Against whole documents, as before, a context of six
+    sentences could only ever recall a few percent of them, whatever retrieval did."""
+    units = [u for d in question.source_ids or () for u in units_by_doc.get(d, [])]
+    stating = [u for u in units if any(contains_fact(u, fact) for fact in question.key_facts or ())]
+    return stating or units
 
 
 def measure_forgetting(cfg: Config, assistant, rows: list[dict], general: list[Question], progress: bool) -> dict:

@@ -42,7 +42,7 @@ class Sample:
     mode: str
     answer: str
     contexts: list[str] | None          # None: the path does not retrieve
-    reference_contexts: list[str] = field(default_factory=list)   # chunks of the question's source documents
+    reference_contexts: list[str] = field(default_factory=list)   # the source documents' units stating a key fact
 
 
 # --- key facts -----------------------------------------------------------------------------
@@ -95,9 +95,11 @@ def _needs_retrieval(sample: Sample) -> tuple[list[str], list[str]]:
         raise Missing("question has no source_ids")
     if not sample.reference_contexts:
         raise Missing(f"source documents {', '.join(sample.question.source_ids)} not found in the index")
-    if not sample.contexts:
+    # compared unit with unit: a retrieved block is several lines, a reference one line
+    retrieved = [line for block in sample.contexts for line in block.split("\n") if line.strip()]
+    if not retrieved:
         return [""], sample.reference_contexts    # nothing retrieved: RAGAS scores it 0, as it should
-    return sample.contexts, sample.reference_contexts
+    return retrieved, sample.reference_contexts
 
 
 def context_precision(sample: Sample) -> float:

@@ -190,7 +190,7 @@ def build_pairs(cfg: Config, chunks: list[Chunk], points: dict[str, list[Content
         pair = raft_pair(question, point.answer, point.text, by_id[point.chunk_ids[0]], passages,
                          with_oracle=rng.random() < cfg.synth.raft_oracle_fraction, rng=rng,
                          generator=generator.name, prompt_version=generator.version,
-                         follow_up=cfg.synth.raft_follow_up, extra={"point_id": point.id, "round": number})
+                         follow_ups=cfg.synth.raft_follow_ups, extra={"point_id": point.id, "round": number})
         records.extend([pair] if pair else [])
 
     # Refusals: alone, and again with whatever retrieval finds for them (RAFT negatives).

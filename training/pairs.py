@@ -63,7 +63,7 @@ def points_to_output_pair(chunk: Chunk, points: Sequence[ContentPoint], doc_type
 
 def raft_pair(question: str, answer: str, point_text: str, oracle: Chunk, passages: Sequence[Hit], *,
               with_oracle: bool, rng: random.Random, generator: str, prompt_version: str,
-              follow_up: bool = False, extra: dict | None = None) -> dict | None:
+              follow_ups: int = 0, extra: dict | None = None) -> dict | None:
     """The question with the context laid out as at answer time: the sentences retrieval picks for it
     (`Retriever.passages_many`), in numbered blocks.
 
@@ -94,14 +94,14 @@ def raft_pair(question: str, answer: str, point_text: str, oracle: Chunk, passag
     # The citation comes first: a small model that ends with "[n]" learns "[n]" as the end and, early in
     # training, answers with the bare number; naming the block first, then copying from it, it does not.
     cited = f"[{position + 1}] {answer.strip()}"
-    if follow_up:
-        # Then the first other line of the context, where the sentence that best matches a question sits at
-        # answer time: a reader that only quotes one line states what that line holds and no more, and held-out
-        # answers need a second sentence (multi-hop, procedures) about as often as retrieval ranks it second.
-        others = [(n, unit) for n, (_, units) in enumerate(blocks) for unit in units if unit != point_text]
-        if others:
-            block, unit = others[0]
-            cited += f" {unit}" if block == position else f" [{block + 1}] {unit}"
+    # Then the first `follow_ups` other lines of the context, where the sentences that best match a question sit
+    # at answer time: a reader that only quotes one line states what that line holds and no more, and held-out
+    # answers need a second sentence (multi-hop, procedures) about as often as retrieval ranks it second.
+    others = [(n, unit) for n, (_, units) in enumerate(blocks) for unit in units if unit != point_text]
+    last_block = position
+    for block, unit in others[:follow_ups]:
+        cited += f" {unit}" if block == last_block else f" [{block + 1}] {unit}"
+        last_block = block
     return pair_record(question, cited, hits, pair_type="raft", chunk_ids=[oracle.id, *(h.chunk.id for h in hits)],
                        doc_id=oracle.doc_id, generator=generator, prompt_version=prompt_version, extra=extra)
 

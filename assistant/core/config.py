@@ -56,7 +56,7 @@ class SynthConfig(Section):
     generator_model: str | None = Field(None, description="Model name sent to that endpoint.")
     paraphrases: int = Field(4, ge=1, le=12, description="Differently phrased questions per content point; recall from the weights needs variety.")
     raft_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of QA items also emitted as RAFT pairs with retrieved context.")
-    raft_follow_up: bool = Field(True, description="RAFT answers quote the answering sentence, then the first other line of the context (the next best match at answer time).")
+    raft_follow_ups: int = Field(1, ge=0, le=5, description="RAFT answers quote the answering sentence, then this many other lines of the context, in the order they come (the next best matches at answer time). Hybrid key facts on the shipped held-out set: 38.0% at 0, 49.4% at 1.")
     raft_oracle_fraction: float = Field(0.95, ge=0.0, le=1.0, description="Share of RAFT pairs whose context holds the answering sentence; the rest get distractors only and learn to refuse. At 0.8 the tuned reader refused 15-18% of answerable held-out questions (dev half) yet only 13% of the unanswerable ones: retrieval misses look like out-of-scope questions to it.")
     refusals: int = Field(40, ge=0, description="Refusal pairs for questions the knowledge base does not answer.")
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of source documents held out for validation.")

@@ -8,7 +8,7 @@ import subprocess
 from assistant.cli import main
 from assistant.core.manifest import MANIFEST
 from eval import bench_training
-from eval.bench_training import VARIANTS, run_bench, variant_result
+from eval.bench_training import VARIANTS, bench_precisions, gemm_gflops, model_shapes, run_bench, variant_result
 
 
 def short_pairs_dataset(cfg, count: int = 28) -> None:
@@ -26,7 +26,9 @@ def short_pairs_dataset(cfg, count: int = 28) -> None:
 
 
 def test_quick_bench_runs_every_variant(tiny_cfg):
+    """In fp32, the precision of every machine without native bf16 (the one CI may be)."""
     short_pairs_dataset(tiny_cfg)
+    tiny_cfg.train.bf16 = False
 
     rows = run_bench(tiny_cfg, quick=True)
 
@@ -34,7 +36,23 @@ def test_quick_bench_runs_every_variant(tiny_cfg):
     assert [row["error"] for row in rows] == [""] * len(VARIANTS)
     assert all(row["tokens_per_s"] > 0 and row["speedup"] > 0 for row in rows)
     assert [row["turn_rows"] for row in rows] == ["no", "no", "no", "yes"]
-    assert rows[0]["speedup"] == 1.0
+    assert {row["precision"] for row in rows} == {"fp32"} and rows[0]["speedup"] == 1.0
+    # the share of the GEMM ceiling is a real fraction, and the faster variant reaches more of it
+    shares = [float(row["of_ceiling"].rstrip("%")) for row in rows]
+    assert all(0 < share < 100 for share in shares) and rows[0]["gemm_gflops"] > 0
+    assert (shares[2] > shares[0]) is (rows[2]["tokens_per_s"] > rows[0]["tokens_per_s"])
+
+
+def test_both_precisions_where_bf16_is_native_and_fp32_alone_where_not():
+    assert bench_precisions("auto", native=True) == [False, True]
+    assert bench_precisions("auto", native=False) == [False]
+    assert bench_precisions(True, native=False) == [True]     # asked for explicitly: measured, however slow
+
+
+def test_the_gemm_ceiling_is_measured_at_the_model_shape(tiny_cfg):
+    shape = model_shapes(tiny_cfg)
+    assert shape["hidden"] == 64 and shape["intermediate"] > 0
+    assert gemm_gflops(tiny_cfg, bf16=False, tokens=256, repeats=2) > 0.1
 
 
 def test_a_failed_variant_is_a_row_with_its_error():

@@ -84,6 +84,27 @@ def test_ragas_context_metrics_on_retrieved_chunks():
     assert 0 < values["rouge_l"] <= 1
 
 
+def test_context_metrics_compare_the_retrieved_lines_with_the_sentences_that_state_the_key_facts():
+    """A retrieved block holds several lines; the reference is the source's lines that state a key fact. Against
+    whole documents, six retrieved sentences could recall only a few percent of them, whatever retrieval did."""
+    from eval.evaluate import reference_units
+
+    asked = question(key_facts=("$310",), source_ids=("travel-booking",), reference="The cap is $310.")
+    units = {"travel-booking": ["Book hotels through Halvard.", "Boston: the cap is $310 per night.", "Keep receipts."],
+             "payroll": ["Boston: the cap is $310 per night."]}
+    assert reference_units(asked, units) == ["Boston: the cap is $310 per night."]
+    assert reference_units(question(key_facts=(), source_ids=("travel-booking",)), units) == units["travel-booking"]
+
+    found = Sample(asked, "hybrid", "$310", contexts=["Keep receipts.\nBoston: the cap is $310 per night."],
+                   reference_contexts=reference_units(asked, units))
+    missed = Sample(asked, "hybrid", "?", contexts=["Keep receipts.\nBook hotels through Halvard."],
+                    reference_contexts=reference_units(asked, units))
+    found_values, _ = score_sample(found, offline_metrics())
+    missed_values, _ = score_sample(missed, offline_metrics())
+    assert found_values["context_recall"] == 1.0 and missed_values["context_recall"] == 0.0
+    assert found_values["context_precision"] == pytest.approx(0.5) and missed_values["context_precision"] == 0.0
+
+
 def test_unanswerable_is_scored_on_refusal_only():
     unanswerable = question(kind="unanswerable", key_facts=())
     values, reasons = score_sample(Sample(unanswerable, "hybrid", REFUSAL, []), offline_metrics())

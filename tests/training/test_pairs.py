@@ -91,17 +91,22 @@ def test_raft_follow_up_quotes_the_first_other_line_and_stays_grounded():
     receipts = "Submit your expense report within 30 days after the trip ends."
     retrieved = [passage(HOTELS, STUTTGART, "Book hotels through Halvard Online."), passage(RECEIPTS, receipts)]
     same_block = raft_pair("Hotel cap in Stuttgart?", STUTTGART, STUTTGART, HOTELS, retrieved, with_oracle=True,
-                           rng=random.Random(0), generator="extractive", prompt_version="v1", follow_up=True)
+                           rng=random.Random(0), generator="extractive", prompt_version="v1", follow_ups=1)
     assert same_block["messages"][-1]["content"] == f"[1] {STUTTGART} Book hotels through Halvard Online."
     other_block = raft_pair("Hotel cap in Stuttgart?", STUTTGART, STUTTGART, HOTELS,
                             [passage(HOTELS, STUTTGART), passage(RECEIPTS, receipts)], with_oracle=True,
-                            rng=random.Random(0), generator="extractive", prompt_version="v1", follow_up=True)
+                            rng=random.Random(0), generator="extractive", prompt_version="v1", follow_ups=1)
     answer = other_block["messages"][-1]["content"]
     assert answer == f"[1] {STUTTGART} [2] {receipts}"
     # the grounding gate reads every chunk the pair names, and citations anywhere in the answer
     sources = {HOTELS.id: HOTELS.text, RECEIPTS.id: RECEIPTS.text}
     assert is_grounded(answer, "\n".join(sources[i] for i in other_block["meta"]["chunk_ids"]))
     assert not is_grounded(answer, HOTELS.text)
+    # two follow-ups: the block is named again only when the quote moves to another one
+    two = raft_pair("Hotel cap in Stuttgart?", STUTTGART, STUTTGART, HOTELS,
+                    [passage(HOTELS, STUTTGART, "Book hotels through Halvard Online."), passage(RECEIPTS, receipts)],
+                    with_oracle=True, rng=random.Random(0), generator="extractive", prompt_version="v1", follow_ups=2)
+    assert two["messages"][-1]["content"] == f"[1] {STUTTGART} Book hotels through Halvard Online. [2] {receipts}"
 
 
 def test_raft_puts_a_missed_sentence_into_the_context_at_varying_places():
