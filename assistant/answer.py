@@ -13,6 +13,7 @@ The hot path is four steps: retrieve -> build prompt -> generate -> cite.
 """
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import time
@@ -144,6 +145,13 @@ class Assistant:
     @property
     def has_adapter(self) -> bool:
         return self.generator.has_adapter
+
+    def with_config(self, cfg: Config) -> Assistant:
+        """Another assistant on the same loaded model and open index, answering with `cfg`'s settings
+        (a benchmark's batch size or answer length); this one is left as it is."""
+        other = copy.copy(self)
+        other.cfg = cfg
+        return other
 
     @property
     def retriever(self):

@@ -87,17 +87,14 @@ def bench_paths(assistant: Assistant, questions: list[str], max_new_tokens: int)
 def bench_batching(assistant: Assistant, questions: list[str], max_new_tokens: int) -> list[dict]:
     """The same questions through answer_batch with batches of 16 and of 1."""
     mode = "hybrid" if assistant.has_adapter else "rag"
-    original = assistant.cfg
+    cfg = assistant.cfg
     throughput = {}
-    try:
-        for size in (1, 16):
-            assistant.cfg = original.model_copy(update={"eval": original.eval.model_copy(update={"batch_size": size})})
-            start = time.perf_counter()
-            answers = assistant.answer_batch(questions, mode, max_new_tokens=max_new_tokens)
-            seconds = time.perf_counter() - start
-            throughput[size] = sum(a.tokens for a in answers) / seconds
-    finally:
-        assistant.cfg = original
+    for size in (1, 16):
+        batched = assistant.with_config(cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"batch_size": size})}))
+        start = time.perf_counter()
+        answers = batched.answer_batch(questions, mode, max_new_tokens=max_new_tokens)
+        seconds = time.perf_counter() - start
+        throughput[size] = sum(a.tokens for a in answers) / seconds
     detail = f"{mode}, {len(questions)} questions, max {max_new_tokens} new tokens"
     return [row("batch 1 throughput", round(throughput[1], 1), "tokens/s", "", detail),
             row("batch 16 throughput", round(throughput[16], 1), "tokens/s", "", detail),
@@ -113,10 +110,11 @@ def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, ma
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    original = assistant.cfg
-    assistant.cfg = original.model_copy(update={"answer": original.answer.model_copy(update={"max_new_tokens": max_new_tokens})})
+    cfg = assistant.cfg
+    answer_cfg = cfg.answer.model_copy(update={"max_new_tokens": max_new_tokens})
+    short = assistant.with_config(cfg.model_copy(update={"answer": answer_cfg}))
     modes = tuple(m.value for m in Mode if assistant.has_adapter or not m.tuned)
-    app, url = launch(assistant.cfg, port=port, block=False, assistant=assistant)
+    app, url = launch(short.cfg, port=port, block=False, assistant=short)
 
     def one_session(i: int) -> tuple[float, str | None]:
         start = time.perf_counter()
@@ -133,7 +131,6 @@ def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, ma
             results = list(pool.map(one_session, range(sessions)))
     finally:
         app.close()
-        assistant.cfg = original
     latencies = [seconds for seconds, _ in results]
     errors = [error for _, error in results if error]
     detail = f"{sessions} sessions at once, paths {'/'.join(modes)}, max {max_new_tokens} new tokens"

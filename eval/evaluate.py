@@ -195,7 +195,7 @@ def _embeddings(cfg: Config, answers, by_id: dict[str, Question]):
     from eval.ragas_compat import LocalEmbeddings
 
     try:
-        embeddings = LocalEmbeddings(load_embedder(cfg), batch_size=cfg.index.embed_batch_size)
+        embeddings = LocalEmbeddings(load_embedder(cfg.embed_model), batch_size=cfg.index.embed_batch_size)
     except (MissingModelError, OSError) as err:
         return None, f"embedding model unavailable: {err}"
     embeddings.remember([a.answer for a in answers] + [q.reference for q in by_id.values() if q.reference])

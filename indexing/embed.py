@@ -44,10 +44,9 @@ def load_tokenize(cfg: Config) -> Callable[[str], list[int]]:
 
 @lru_cache(maxsize=2)
 def _cached_embedder(path: str, device: str | None) -> SentenceTransformer:
-    from assistant.core.config import load_config
     from assistant.core.models import load_embedder
 
-    return load_embedder(load_config(overrides={"embed_model": path}), device=device)
+    return load_embedder(path, device=device)
 
 
 def load_cached_embedder(cfg: Config, device: str | None = None) -> SentenceTransformer:

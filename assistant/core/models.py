@@ -234,10 +234,11 @@ def load_tuned_model(cfg: Config, adapter: Path, dtype: str = "float32"):
     return model, tokenizer
 
 
-def load_embedder(cfg: Config, device: str | None = None) -> SentenceTransformer:
+def load_embedder(embed_model: str, device: str | None = None) -> SentenceTransformer:
+    """`embed_model`: an HF id, a local folder, or PACKAGED_EMBED_MODEL (the packaged MiniLM)."""
     from sentence_transformers import SentenceTransformer
 
-    path = packaged_embedder_path() if cfg.embed_model == PACKAGED_EMBED_MODEL else cfg.embed_model
+    path = packaged_embedder_path() if embed_model == PACKAGED_EMBED_MODEL else embed_model
     try:
         return SentenceTransformer(str(path), device=device or "cpu")
     except OSError as err:

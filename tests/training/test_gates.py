@@ -53,7 +53,7 @@ def embed_with_minilm():
     from assistant.core.config import load_config
     from assistant.core.models import load_embedder
 
-    model = load_embedder(load_config())
+    model = load_embedder(load_config().embed_model)
     return lambda texts: model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
 
 
