@@ -74,6 +74,7 @@ def write_curve(folder: Path, rows: list[dict]) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "learning-curve.json").write_text(json.dumps(rows, indent=1))
@@ -84,12 +85,18 @@ def write_curve(folder: Path, rows: list[dict]) -> Path:
         means = [r[mode] for r in rows]
         errors = [[m - r[f"{mode}_ci"][0] for m, r in zip(means, rows)], [r[f"{mode}_ci"][1] - m for m, r in zip(means, rows)]]
         axes.errorbar(tokens, means, yerr=errors, fmt="o-", color=colour, capsize=3, label=mode)
+    refused = [(x, r["hybrid_wrongly_refused"]) for x, r in zip(tokens, rows) if r.get("hybrid_wrongly_refused") is not None]
+    if refused:
+        axes.plot(*zip(*refused), "x:", color="tab:red", label="hybrid: answerable questions refused")
     for mode, colour in (("base", "tab:gray"), ("rag", "tab:blue")):
         axes.axhline(rows[-1][mode], color=colour, linestyle="--", label=f"{mode} (untuned)")
     for r, x in zip(rows, tokens):
         axes.annotate(f"{r['budget_min']:g} min", (x, r["hybrid"]), textcoords="offset points", xytext=(0, 8),
                       ha="center", fontsize=8)
     axes.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    axes.xaxis.set_major_formatter(plain)
+    axes.xaxis.set_minor_formatter(plain)
     axes.set_xlabel("training tokens (thousands, log scale)")
     axes.set_ylabel("key-fact accuracy, held-out (%)")
     axes.set_ylim(0, 100)
