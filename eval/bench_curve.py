@@ -16,7 +16,8 @@ import json
 import os
 from pathlib import Path
 
-from assistant.config import Config
+from assistant.core.config import Config
+from assistant.core.modes import Mode
 
 BUDGETS = (3.0, 6.0, 12.0, 24.0)
 QUICK_BUDGETS = (1.0, 2.0)
@@ -51,7 +52,7 @@ def curve_row(minutes: float, adapter: Path, summary: dict) -> dict:
     halves = summary["sets"]["heldout"].get("breakdowns", {}).get("subsets", {})
     row = {"budget_min": minutes, "steps": sum(s["steps"] for s in stages), "tokens": sum(s["tokens"] for s in stages),
            "passes": round(sum(s["exposures"] for s in stages), 2)}
-    for mode in ("base", "rag", "offline", "hybrid"):
+    for mode in (m.value for m in Mode):
         score = heldout.get(mode, {}).get("key_fact_accuracy", {})
         row[mode] = None if score.get("mean") is None else round(100 * score["mean"], 1)
         row[f"{mode}_ci"] = [None if v is None else round(100 * v, 1) for v in score.get("ci", [None, None])]

@@ -3,7 +3,7 @@
 Precedence, lowest to highest: field defaults < `assistant.toml` < environment
 (`ASSISTANT_<FIELD>` or `ASSISTANT_<SECTION>__<FIELD>`) < command-line flags.
 
-    python -c "from assistant.config import load_config; print(load_config().model_dump_json(indent=2))"
+    python -c "from assistant.core.config import load_config; print(load_config().model_dump_json(indent=2))"
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from assistant.core.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CORPUS = REPO_ROOT / "corpora" / "finance" / "docs"
 PACKAGED_BASE_MODEL = "packaged:gemma3-270m"
 PACKAGED_EMBED_MODEL = "packaged:all-MiniLM-L6-v2"
@@ -163,7 +165,7 @@ class Config(Section):
         return self.home / "evals"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration value is wrong; the message names the setting and the fix."""
 
 
