@@ -13,6 +13,7 @@ The hot path is four steps: retrieve -> build prompt -> generate -> cite.
 """
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import time
@@ -20,16 +21,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.config import Config
+from assistant.core.config import Config
+from assistant.core.manifest import latest_artifact
+from assistant.core.modes import Mode
+from assistant.core.prompts import build_messages
+from assistant.core.records import Hit
 from assistant.generate import Generation, open_generator
-from assistant.manifest import latest_artifact
-from assistant.prompts import build_messages
 from indexing.ingest import strip_control_tokens
-from indexing.records import Hit
 
-MODES = ("base", "rag", "offline", "hybrid")
-TUNED_MODES = ("offline", "hybrid")
-RETRIEVAL_MODES = ("rag", "hybrid")
 
 EMPTY_REPLY = "Please type a question about the documents in the knowledge base."
 NO_ADAPTER_REPLY = (
@@ -76,10 +75,10 @@ class Answer:
         }
 
 
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; pick one of {', '.join(MODES)} (--mode)")
-    return mode
+def check_mode(mode: str) -> Mode:
+    if mode not in tuple(Mode):
+        raise ValueError(f"unknown mode {mode!r}; pick one of {', '.join(Mode)} (--mode)")
+    return Mode(mode)
 
 
 def message_text(content) -> str:
@@ -147,6 +146,13 @@ class Assistant:
     def has_adapter(self) -> bool:
         return self.generator.has_adapter
 
+    def with_config(self, cfg: Config) -> Assistant:
+        """Another assistant on the same loaded model and open index, answering with `cfg`'s settings
+        (a benchmark's batch size or answer length); this one is left as it is."""
+        other = copy.copy(self)
+        other.cfg = cfg
+        return other
+
     @property
     def retriever(self):
         with self._retriever_lock:
@@ -165,7 +171,7 @@ class Assistant:
         """The reply for a request the model cannot take, or None when it can."""
         if not question:
             return Answer(EMPTY_REPLY, mode)
-        if mode in TUNED_MODES and not self.has_adapter:
+        if mode.tuned and not self.has_adapter:
             return Answer(NO_ADAPTER_REPLY.format(mode=mode), mode)
         return None
 
@@ -174,7 +180,7 @@ class Assistant:
         return self.cfg.answer.refusal_floor if mode == "hybrid" else 0.0
 
     def _retrieve(self, questions: list[str], mode: str) -> list[list[Hit] | None]:
-        if mode not in RETRIEVAL_MODES:
+        if not mode.retrieves:
             return [None] * len(questions)
         from indexing.store import IndexNotFound
 
@@ -204,7 +210,7 @@ class Assistant:
         messages = prompt_messages(question, hits, history)
         # Step 3: generate, greedily, passing text pieces on as they come.
         first_token_s, generation = None, None
-        for piece in self.generator.stream(messages, tuned=mode in TUNED_MODES,
+        for piece in self.generator.stream(messages, tuned=mode.tuned,
                                            max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens,
                                            refusal_floor=self._refusal_floor(mode)):
             if isinstance(piece, Generation):
@@ -249,10 +255,10 @@ class Assistant:
         by_length = sorted(range(len(todo)), key=lambda j: sum(len(m["content"]) for m in prompts[j]))
         # Without context a prompt is ~60 tokens, so four times the batch fits the same work: 32 base answers
         # took 11.7 s in one batch against 27.0 s in batches of 8 here.
-        size = self.cfg.eval.batch_size * (1 if mode in RETRIEVAL_MODES else 4)
+        size = self.cfg.eval.batch_size * (1 if mode.retrieves else 4)
         for group in (by_length[k:k + size] for k in range(0, len(by_length), size)):
             generations = self.generator.generate_batch(
-                [prompts[j] for j in group], tuned=mode in TUNED_MODES,
+                [prompts[j] for j in group], tuned=mode.tuned,
                 max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens,
                 refusal_floor=self._refusal_floor(mode))
             # Step 4: cite.
@@ -268,10 +274,10 @@ if __name__ == "__main__":
     import argparse
     import json
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     parser = argparse.ArgumentParser(description="Answer one question on one path.")
     parser.add_argument("question")
-    parser.add_argument("--mode", choices=MODES, default="hybrid")
+    parser.add_argument("--mode", choices=[m.value for m in Mode], default="hybrid")
     args = parser.parse_args()
     print(json.dumps(Assistant(load_config()).answer(args.question, args.mode).to_dict(), indent=2))

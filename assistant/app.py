@@ -22,13 +22,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from assistant.answer import MODES, Answer, Assistant, message_text
-from assistant.config import Config
-from assistant.manifest import latest_artifact, read_manifest, sha256_file
+from assistant.answer import Answer, Assistant, message_text
+from assistant.core.config import Config
+from assistant.core.jsonl import read_jsonl
+from assistant.core.manifest import latest_artifact, read_manifest, sha256_file
+from assistant.core.modes import Mode
 from assistant.tune_report import latest_tune
 
-MODE_HELP = {"base": "base model, no retrieval", "rag": "base model + retrieved context",
-             "offline": "tuned model, no retrieval", "hybrid": "tuned model + retrieved context"}
 UPLOAD_TYPES = (".md", ".markdown", ".txt", ".pdf", ".html", ".htm", ".docx")
 _MAX_NAME_BYTES = 200
 SNIPPET_CHARS = 700
@@ -53,7 +53,7 @@ def format_sources(answer: Answer) -> str:
     if answer.note:
         lines.append(f"> **Note:** {answer.note}")
     if not answer.hits:
-        lines.append("_No retrieved sources on this path._" if answer.mode in ("base", "offline")
+        lines.append("_No retrieved sources on this path._" if not Mode(answer.mode).retrieves
                      else "_No sources._")
     cited = set(answer.cited)
     for n, hit in enumerate(answer.hits, 1):
@@ -97,8 +97,8 @@ def respond(assistant: Assistant, message: str, chat: list[dict], mode: str) -> 
 
 def compare(assistant: Assistant, question: str) -> Iterator[list[str]]:
     """The same question on every path in turn; yields an answer and a sources cell per path."""
-    cells = ["" for _ in MODES for _ in (0, 1)]
-    for i, mode in enumerate(MODES):
+    cells = ["" for _ in Mode for _ in (0, 1)]
+    for i, mode in enumerate(Mode):
         text = ""
         cells[2 * i + 1] = "_answering…_"
         for item in assistant.stream(question, mode):
@@ -219,13 +219,12 @@ def add_documents(assistant: Assistant, uploaded: list[str], progress=None) -> s
 # --- dataset and evaluation ---------------------------------------------------------------------
 
 def pair_row(record: dict) -> dict:
+    """A pair as the dataset browser shows it: the question from its metadata, not from the rendered prompt."""
     messages = record.get("messages", [])
-    question = next((message_text(m["content"]) for m in reversed(messages) if m.get("role") == "user"), "")
-    # RAFT questions carry their context; the question itself follows the last "Question:".
-    question = question.rpartition("Question: ")[2] or question
     answer = next((message_text(m["content"]) for m in reversed(messages) if m.get("role") == "assistant"), "")
     meta = record.get("meta", {})
-    return {"type": meta.get("type", ""), "question": question, "answer": answer, "doc_id": meta.get("doc_id", "")}
+    return {"type": meta.get("type", ""), "question": meta.get("question", "").strip(), "answer": answer,
+            "doc_id": meta.get("doc_id", "")}
 
 
 def load_pairs(cfg: Config, split: str) -> tuple[Path | None, list[dict]]:
@@ -233,8 +232,7 @@ def load_pairs(cfg: Config, split: str) -> tuple[Path | None, list[dict]]:
     path = folder / f"{split}.jsonl" if folder else None
     if path is None or not path.exists():
         return folder, []
-    with open(path, encoding="utf-8") as handle:
-        return folder, [pair_row(json.loads(line)) for line in handle if line.strip()]
+    return folder, [pair_row(record) for _, record in read_jsonl(path)]
 
 
 def search_pairs(cfg: Config, split: str, query: str) -> tuple[str, list[list[str]]]:
@@ -281,8 +279,8 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         with gr.Tab("Chat", id="chat"):
             with gr.Row():
                 with gr.Column(scale=3):
-                    mode = gr.Radio(list(MODES), value="hybrid", label="Path",
-                                    info=" · ".join(f"{m}: {h}" for m, h in MODE_HELP.items()), elem_id="mode")
+                    mode = gr.Radio([m.value for m in Mode], value="hybrid", label="Path",
+                                    info=" · ".join(f"{m}: {m.help}" for m in Mode), elem_id="mode")
                     chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="chatbot")
                     with gr.Row():
                         message = gr.Textbox(placeholder="Ask about the documents…", show_label=False,
@@ -303,9 +301,9 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 ask_all = gr.Button("Ask all four", variant="primary", scale=1, elem_id="compare-send")
             cells = []
             with gr.Row():
-                for m in MODES:
+                for m in Mode:
                     with gr.Column(min_width=220):
-                        gr.Markdown(f"### {m}\n_{MODE_HELP[m]}_")
+                        gr.Markdown(f"### {m}\n_{m.help}_")
                         cells.append(gr.Markdown(elem_id=f"compare-{m}-answer"))
                         cells.append(gr.Markdown(elem_id=f"compare-{m}-sources"))
             ask_all.click(functools.partial(compare, assistant), [question], cells, api_name="compare")

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags whose dest names a config field ("seed", "train.epochs") become overrides."""
-    from assistant.config import Config
+    from assistant.core.config import Config
 
     overrides: dict[str, Any] = {}
     for dest, value in vars(args).items():
@@ -82,15 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 0
-    from assistant.config import ConfigError, load_config
-    from assistant.models import MissingModelError
+    from assistant.core.config import ConfigError, load_config
+    from assistant.core.errors import UserError
 
     try:
         cfg = load_config(args.config, config_overrides(args))
         if cfg.home.exists() and not cfg.home.is_dir():
             raise ConfigError(f"--workspace {cfg.home} is a file, not a folder; pass a folder (it is created when missing)")
         return int(args.command.run(args, cfg) or 0)
-    except (ConfigError, MissingModelError) as err:
+    except (UserError, MemoryError) as err:   # every error a user can act on, caught here and nowhere above
         print(f"assistant {args.verb}: {err}", file=sys.stderr)
         return 2
     except OSError as err:

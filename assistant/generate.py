@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.config import Config, ConfigError
-from assistant.prompts import END_OF_TURN, REFUSAL
+from assistant.core.config import Config, ConfigError
+from assistant.core.prompts import END_OF_TURN, REFUSAL
 
 
 @dataclass
@@ -34,7 +34,7 @@ def open_generator(cfg: Config, adapter: Path | None) -> LocalGenerator | Remote
     """The backend the config asks for; `adapter` (a PEFT folder or None) matters only locally."""
     if cfg.answer.backend == "openai":
         return RemoteGenerator(cfg)
-    from assistant.models import load_base_model, load_tuned_model
+    from assistant.core.models import load_base_model, load_tuned_model
 
     base, tokenizer = load_base_model(cfg, cfg.answer.dtype)
     # The adapter merged into a second copy of the weights (0.5 GB in bf16): the unmerged PEFT model
@@ -229,8 +229,8 @@ class RemoteGenerator:
 if __name__ == "__main__":
     import sys
 
-    from assistant.config import load_config
-    from assistant.prompts import build_messages
+    from assistant.core.config import load_config
+    from assistant.core.prompts import build_messages
 
     generator = open_generator(load_config(), adapter=None)
     for item in generator.stream(build_messages(" ".join(sys.argv[1:]) or "What is a purchase order?"),

@@ -25,15 +25,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.answer import MODES, Answer, Assistant, message_text
-from assistant.config import Config
+from assistant.answer import Answer, Assistant, message_text
+from assistant.core.config import Config
+from assistant.core.modes import Mode
 
-MODEL_HELP = {
-    "base": "base model, no retrieval",
-    "rag": "base model with retrieved context",
-    "offline": "fine-tuned model, no retrieval",
-    "hybrid": "fine-tuned model with retrieved context",
-}
 
 
 class ContentPart(BaseModel):
@@ -178,15 +173,15 @@ def build_api(assistant: Assistant, api_key: str | None = None):
     @api.get("/v1/models", dependencies=[Depends(check_key)])
     def list_models() -> dict:
         return {"object": "list", "data": [
-            {"id": mode, "object": "model", "created": 0, "owned_by": "domain-assistant",
-             "description": MODEL_HELP[mode], "ready": mode not in ("offline", "hybrid") or assistant.has_adapter}
-            for mode in MODES]}
+            {"id": mode.value, "object": "model", "created": 0, "owned_by": "domain-assistant",
+             "description": mode.help, "ready": not mode.tuned or assistant.has_adapter}
+            for mode in Mode]}
 
     # Plain `def` handlers run in FastAPI's thread pool, so generation never blocks the event loop.
     @api.post("/v1/chat/completions", dependencies=[Depends(check_key)])
     def chat_completions(request: ChatRequest):
-        if request.model not in MODES:
-            return openai_error(404, f"model {request.model!r} does not exist; use one of {', '.join(MODES)} "
+        if request.model not in tuple(Mode):
+            return openai_error(404, f"model {request.model!r} does not exist; use one of {', '.join(Mode)} "
                                      "(GET /v1/models lists them)", "model_not_found")
         question, history = split_conversation(request.messages)
         max_tokens = request.max_completion_tokens or request.max_tokens
@@ -208,5 +203,5 @@ def serve(cfg: Config, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     api = build_api(Assistant(cfg), cfg.api_key.get_secret_value() if cfg.api_key else None)
-    print(f"OpenAI-compatible API on http://{host}:{port}/v1 (models: {', '.join(MODES)})", flush=True)
+    print(f"OpenAI-compatible API on http://{host}:{port}/v1 (models: {', '.join(Mode)})", flush=True)
     uvicorn.run(api, host=host, port=port, log_level="warning")

@@ -26,17 +26,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.config import Config, ConfigError
-from assistant.manifest import read_manifest, sha256_json, write_manifest
+from assistant.core.config import Config, ConfigError
+from assistant.core.errors import UserError
+from assistant.core.manifest import read_manifest, sha256_json, write_manifest
+from assistant.core.modes import Mode
 from assistant.tune_space import Knob, apply_params, configured_value, load_space, suggest
 
-TUNED_MODES = ("offline", "hybrid")
+TUNED_MODES = tuple(mode for mode in Mode if mode.tuned)
 # Validation loss only orders trials whose accuracy ties: at 1e-4 a loss of 5 weighs 0.0005, below one
 # key fact in a thousand.
 LOSS_TIE_BREAK = 1e-4
 
 
-class TuneError(RuntimeError):
+class TuneError(UserError):
     """The study cannot give a result; the message names its folder and what to do."""
 
 

@@ -1,7 +1,7 @@
 """The report of `assistant tune`: trials table, Optuna's importance and history plots, the held-out
 comparison, and the best settings as an `assistant.toml`; written into the study's folder.
 
-    python -c "from assistant.config import load_config; from assistant.tune_report import latest_tune; print(latest_tune(load_config())[0])"
+    python -c "from assistant.core.config import load_config; from assistant.tune_report import latest_tune; print(latest_tune(load_config())[0])"
 
 Blocks are rendered by the evaluation report's Markdown renderer (`eval/report.py`), so both read alike.
 """
@@ -12,8 +12,8 @@ import re
 import warnings
 from pathlib import Path
 
-from assistant.config import Config
-from assistant.manifest import build_manifest, latest_artifact, write_json_atomic, write_manifest
+from assistant.core.config import Config
+from assistant.core.manifest import build_manifest, latest_artifact, write_json_atomic, write_manifest
 from assistant.tune_space import Knob, configured_value
 
 PLOTS = {"importance.png": "Which settings mattered (Optuna's fANOVA importance of the validation objective)",

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from assistant.config import Config, ConfigError
+from assistant.core.config import Config, ConfigError
 
 SEARCHED_SECTIONS = ("train", "synth")
 Value = bool | int | float | str
@@ -51,7 +51,7 @@ DEFAULT_SPACE: dict[str, Knob] = {
     "synth.paraphrases": Knob(low=2, high=6),
     "synth.raft_fraction": Knob(low=0.25, high=0.75),
     "synth.raft_oracle_fraction": Knob(low=0.8, high=1.0),
-    "synth.refusals": Knob(choices=[20, 40, 80]),
+    "synth.refusals": Knob(choices=[0, 20, 40]),
 }
 
 

@@ -16,7 +16,8 @@ import json
 import os
 from pathlib import Path
 
-from assistant.config import Config
+from assistant.core.config import Config
+from assistant.core.modes import Mode
 
 BUDGETS = (3.0, 6.0, 12.0, 24.0)
 QUICK_BUDGETS = (1.0, 2.0)
@@ -51,10 +52,13 @@ def curve_row(minutes: float, adapter: Path, summary: dict) -> dict:
     halves = summary["sets"]["heldout"].get("breakdowns", {}).get("subsets", {})
     row = {"budget_min": minutes, "steps": sum(s["steps"] for s in stages), "tokens": sum(s["tokens"] for s in stages),
            "passes": round(sum(s["exposures"] for s in stages), 2)}
-    for mode in ("base", "rag", "offline", "hybrid"):
+    for mode in (m.value for m in Mode):
         score = heldout.get(mode, {}).get("key_fact_accuracy", {})
         row[mode] = None if score.get("mean") is None else round(100 * score["mean"], 1)
         row[f"{mode}_ci"] = [None if v is None else round(100 * v, 1) for v in score.get("ci", [None, None])]
+    refusals = summary["sets"]["heldout"].get("breakdowns", {}).get("refusal", {}).get("hybrid", {})
+    # over-refusal is how a longer training has failed here: it shows in the curve, not only in the report
+    row["hybrid_wrongly_refused"] = None if refusals.get("wrongly_refused") is None else round(100 * refusals["wrongly_refused"], 1)
     for half in ("dev half", "test half"):
         score = halves.get(half, {}).get("paths", {}).get("hybrid", {}).get("key_fact_accuracy", {})
         row[f"hybrid_{half.split()[0]}"] = None if score.get("mean") is None else round(100 * score["mean"], 1)
@@ -70,6 +74,7 @@ def write_curve(folder: Path, rows: list[dict]) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "learning-curve.json").write_text(json.dumps(rows, indent=1))
@@ -80,12 +85,18 @@ def write_curve(folder: Path, rows: list[dict]) -> Path:
         means = [r[mode] for r in rows]
         errors = [[m - r[f"{mode}_ci"][0] for m, r in zip(means, rows)], [r[f"{mode}_ci"][1] - m for m, r in zip(means, rows)]]
         axes.errorbar(tokens, means, yerr=errors, fmt="o-", color=colour, capsize=3, label=mode)
+    refused = [(x, r["hybrid_wrongly_refused"]) for x, r in zip(tokens, rows) if r.get("hybrid_wrongly_refused") is not None]
+    if refused:
+        axes.plot(*zip(*refused), "x:", color="tab:red", label="hybrid: answerable questions refused")
     for mode, colour in (("base", "tab:gray"), ("rag", "tab:blue")):
         axes.axhline(rows[-1][mode], color=colour, linestyle="--", label=f"{mode} (untuned)")
     for r, x in zip(rows, tokens):
         axes.annotate(f"{r['budget_min']:g} min", (x, r["hybrid"]), textcoords="offset points", xytext=(0, 8),
                       ha="center", fontsize=8)
     axes.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    axes.xaxis.set_major_formatter(plain)
+    axes.xaxis.set_minor_formatter(plain)
     axes.set_xlabel("training tokens (thousands, log scale)")
     axes.set_ylabel("key-fact accuracy, held-out (%)")
     axes.set_ylim(0, 100)

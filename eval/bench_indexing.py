@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.config import Config
+from assistant.core.config import Config
 
 FULL_SIZES = (2_000, 20_000, 200_000)
 QUICK_SIZES = (2_000, 20_000)
@@ -58,7 +58,7 @@ def _throughput_rows(cfg: Config) -> list[dict]:
         model.encode(texts, batch_size=cfg.index.embed_batch_size, normalize_embeddings=True, show_progress_bar=False)
         raw_s = time.perf_counter() - start
     pipeline, raw = report.chunks_added / pipeline_s, len(texts) / raw_s
-    from assistant.models import precision_name, use_bf16
+    from assistant.core.models import precision_name, use_bf16
 
     precision = precision_name(use_bf16(cfg.index.embed_bf16, "embedding"))
     return [
@@ -100,9 +100,9 @@ def _fill_store(cfg: Config, fill_cfg: Config, size: int) -> None:
     """`size` synthetic chunks written through the same llama-index Chroma store the indexer uses."""
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
+    from assistant.core.records import Chunk
     from indexing.embed import embed_texts, load_cached_embedder
     from indexing.ingest import find_documents, read_document
-    from indexing.records import Chunk
     from indexing.store import chunk_to_node, open_collection
 
     rng = random.Random(cfg.seed)
@@ -135,7 +135,7 @@ def _questions(cfg: Config, count: int) -> list[str]:
 
 
 if __name__ == "__main__":
-    from assistant.commands.bench import format_table
-    from assistant.config import load_config
+    from assistant.core.config import load_config
+    from eval.report import format_table
 
     print(format_table(run_bench(load_config(), quick="--quick" in sys.argv)))

@@ -5,7 +5,7 @@
     python -m eval.bench_training --variant trl-defaults --steps 2 --dataset DIR   # one variant, JSON on stdout
 
 Every variant trains in this machine's precision (bf16 only where it is computed natively, see
-`assistant.models.native_bf16`) with the same LoRA rank, alpha and target modules. TRL's loss path cannot
+`assistant.core.models.native_bf16`) with the same LoRA rank, alpha and target modules. TRL's loss path cannot
 train the adapter's turn-token rows (its fused LM head reads `lm_head.bias`, which PEFT's
 TrainableTokensWrapper lacks), so the comparison leaves them out on both sides; the last row is our recipe
 as `assistant train` runs it, with them. `packed` splits what packing (and no checkpointing) buys from what
@@ -37,8 +37,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from assistant.config import Config
-from assistant.manifest import latest_artifact
+from assistant.core.config import Config
+from assistant.core.manifest import latest_artifact
 
 # name -> (label, turn-token rows trained); speedups are relative to trl-defaults
 VARIANTS = {
@@ -51,7 +51,7 @@ MEASURES = ("tokens_per_s", "tokens_per_step", "step_s", "peak_rss_gb")
 
 
 def run_bench(cfg: Config, quick: bool) -> list[dict]:
-    from assistant.models import hardware_note, native_bf16
+    from assistant.core.models import hardware_note, native_bf16
 
     steps = 3 if quick else 6
     machine = hardware_note()
@@ -101,7 +101,7 @@ def precision_rows(results: dict[str, dict], precision: str, ceiling_gflops: flo
 def model_shapes(cfg: Config) -> dict[str, int]:
     from transformers import AutoConfig
 
-    from assistant.models import base_model_path
+    from assistant.core.models import base_model_path
 
     config = AutoConfig.from_pretrained(base_model_path(cfg))
     config = getattr(config, "text_config", config)
@@ -114,7 +114,7 @@ def model_shapes(cfg: Config) -> dict[str, int]:
 def training_flops_per_token(cfg: Config, dataset: Path) -> float:
     """FLOPs a trained token needs: 4 x the linear weights of the layers (forward 2, backward to the activations
     2), plus 4 x the LM head for the share of tokens that carry loss (our recipe runs it only there)."""
-    from assistant.models import load_tokenizer
+    from assistant.core.models import load_tokenizer
     from training.sft import dataset_rows, read_dataset
 
     shape = model_shapes(cfg)
@@ -157,8 +157,8 @@ def variant_result(variant: str, done: subprocess.CompletedProcess) -> dict:
 
 def corpus_pairs(cfg: Config, folder: Path, count: int = 400, seed: int = 0) -> Path:
     """A dataset folder of pairs about the corpus sections, in the synthesiser's schema."""
-    from assistant.prompts import build_messages
-    from indexing.records import Chunk, Hit
+    from assistant.core.prompts import build_messages
+    from assistant.core.records import Chunk, Hit
     from training.cpt import corpus_texts
 
     sections = [text for text in corpus_texts(cfg) if len(text.split()) > 20]
@@ -212,7 +212,7 @@ def trl_defaults_trainer(cfg: Config, records: list[dict], steps: int, output_di
     from peft import LoraConfig
     from trl import SFTConfig
 
-    from assistant.models import base_model_path, use_bf16
+    from assistant.core.models import base_model_path, use_bf16
     from training.trainer import CompletionLossTrainer
 
     targets = cfg.train.target_modules
@@ -232,7 +232,7 @@ def our_trainer(cfg: Config, dataset: Path, variant: str, steps: int, output_dir
     `ours` the LM head only where the loss is; `packed` keeps TRL's loss on the same rows."""
     from datasets import Dataset
 
-    from assistant.models import load_tokenizer
+    from assistant.core.models import load_tokenizer
     from training.sft import dataset_rows, lora_model, pack_rows, read_dataset
     from training.trainer import CompletionLossTrainer, PackedRowsCollator, training_arguments
 
@@ -254,7 +254,7 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, help="Dataset folder (default: pairs made from the corpus).")
     parser.add_argument("--config-json", type=Path, help="A Config dumped as JSON (default: load_config()).")
     args = parser.parse_args()
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     cfg = Config.model_validate_json(args.config_json.read_text()) if args.config_json else load_config()
     dataset = args.dataset or corpus_pairs(cfg, Path(tempfile.mkdtemp(prefix="bench-pairs-")))

@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from assistant.core.figures import contains_fact
+from assistant.core.modes import Mode
 from eval import stats
-from eval.metrics import contains_fact, is_refusal
+from eval.metrics import is_refusal
 from eval.questions import Question
 
-RETRIEVAL_MODES = ("rag", "hybrid")
 
 
 def half(question_id: str) -> str:
@@ -57,7 +58,7 @@ def retrieval_ceiling(rows: Sequence[dict], modes: Sequence[str], questions: dic
     """{mode: {"in_context": share of key facts in the prompt's context, "stated": share in the answer,
     "stated_when_in_context": share of the facts in context that the answer states}}."""
     out = {}
-    for mode in [m for m in modes if m in RETRIEVAL_MODES]:
+    for mode in [m for m in modes if Mode(m).retrieves]:
         in_context = stated = both = 0
         total = 0
         for row in rows:

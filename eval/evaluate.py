@@ -20,12 +20,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from assistant.config import Config
-from assistant.manifest import atomic_folder, build_manifest, latest_artifact, sha256_json
+from assistant.core.config import Config
+from assistant.core.figures import contains_fact
+from assistant.core.jsonl import read_jsonl
+from assistant.core.manifest import atomic_folder, build_manifest, latest_artifact, sha256_json
+from assistant.core.modes import Mode
 from eval import stats
 from eval.questions import Question, load_questions, load_validation_pairs, questions_hash
 
-ALL_MODES = ("base", "rag", "offline", "hybrid")
 
 
 @dataclass
@@ -62,7 +64,7 @@ def choose_questions(cfg: Config, questions_path: Path | None) -> QuestionSource
     return QuestionSource(made.questions, made.path, True, made.generator, made.why)
 
 
-def evaluate(cfg: Config, modes: Sequence[str] = ALL_MODES, questions_path: Path | None = None,
+def evaluate(cfg: Config, modes: Sequence[str] = tuple(Mode), questions_path: Path | None = None,
              progress: bool = True) -> EvalReport:
     # 1. questions
     source = choose_questions(cfg, questions_path)
@@ -80,9 +82,9 @@ def evaluate(cfg: Config, modes: Sequence[str] = ALL_MODES, questions_path: Path
     assistant = Assistant(cfg)
     inputs = _inputs(cfg, assistant, source, general)
     skipped = {m: "no LoRA adapter found; train one with `assistant train`"
-               for m in modes if m in ("offline", "hybrid") and not assistant.has_adapter}
+               for m in modes if Mode(m).tuned and not assistant.has_adapter}
     skipped.update({m: "no index found; build one with `assistant index`"
-                    for m in modes if m in ("rag", "hybrid") and inputs["index"] is None and m not in skipped})
+                    for m in modes if Mode(m).retrieves and inputs["index"] is None and m not in skipped})
     runnable = [m for m in modes if m not in skipped]
     settings = answer_settings(cfg, inputs["adapter"], inputs["index"])
     cache = cfg.evals_dir / ".answers.jsonl"
@@ -189,11 +191,11 @@ def score_answers(cfg: Config, answers, by_id: dict[str, Question], sets: dict[s
 
 def _embeddings(cfg: Config, answers, by_id: dict[str, Question]):
     """Our embedder wrapped for RAGAS, with every text it will see encoded up front."""
-    from assistant.models import MissingModelError, load_embedder
+    from assistant.core.models import MissingModelError, load_embedder
     from eval.ragas_compat import LocalEmbeddings
 
     try:
-        embeddings = LocalEmbeddings(load_embedder(cfg), batch_size=cfg.index.embed_batch_size)
+        embeddings = LocalEmbeddings(load_embedder(cfg.embed_model), batch_size=cfg.index.embed_batch_size)
     except (MissingModelError, OSError) as err:
         return None, f"embedding model unavailable: {err}"
     embeddings.remember([a.answer for a in answers] + [q.reference for q in by_id.values() if q.reference])
@@ -220,8 +222,7 @@ def reference_units(question: Question, units_by_doc: dict[str, list[str]]) -> l
     fact (all their units when the question names none). Against whole documents, as before, a context of six
     sentences could only ever recall a few percent of them, whatever retrieval did."""
     units = [u for d in question.source_ids or () for u in units_by_doc.get(d, [])]
-    facts = [fact.lower() for fact in question.key_facts or ()]
-    stating = [u for u in units if any(fact in u.lower() for fact in facts)]
+    stating = [u for u in units if any(contains_fact(u, fact) for fact in question.key_facts or ())]
     return stating or units
 
 
@@ -298,13 +299,10 @@ def summarise(cfg: Config, rows: list[dict], modes: list[str], skipped: dict, so
 
 def trained_documents(cfg: Config, dataset: str | None) -> set[str] | None:
     """The documents whose pairs the tuned model was trained on (None without a dataset)."""
-    import json
-
     path = cfg.datasets_dir / dataset / "train.jsonl" if dataset else None
     if path is None or not path.exists():
         return None
-    return {json.loads(line)["meta"].get("doc_id") for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()} - {None}
+    return {record["meta"].get("doc_id") for _, record in read_jsonl(path)} - {None}
 
 
 def write_report(cfg: Config, summary: dict, rows: list[dict], inputs: dict) -> EvalReport:
@@ -328,10 +326,10 @@ def write_report(cfg: Config, summary: dict, rows: list[dict], inputs: dict) -> 
 if __name__ == "__main__":
     import argparse
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--modes", default=",".join(ALL_MODES))
+    parser.add_argument("--modes", default=",".join(Mode))
     parser.add_argument("--limit", type=int)
     options = parser.parse_args()
     config = load_config(overrides={"eval": {"limit": options.limit}} if options.limit else None)

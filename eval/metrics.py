@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from assistant.prompts import REFUSAL
+from assistant.core.figures import contains_fact, fact_tokens
+from assistant.core.prompts import REFUSAL
 from eval.questions import Question
 from eval.ragas_compat import ragas  # noqa: F401  (makes the ragas imports below work)
 from ragas.dataset_schema import SingleTurnSample
@@ -45,39 +46,6 @@ class Sample:
 
 
 # --- key facts -----------------------------------------------------------------------------
-_NUMBER_WORDS = {w: str(n) for n, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
-_TRAILING_CENTS = re.compile(r"(?<=\d)\.0+\b")
-_TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+")
-
-
-def fact_tokens(text: str) -> list[str]:
-    """Words and numbers, normalised so that surface differences do not count.
-
-    Case, hyphens, dashes, slashes and spaces are equivalent ("6-week" = "6 weeks"); a plural
-    `s` is dropped from words of four letters or more; thousands separators, currency symbols and
-    zero cents go ("$1,500.00" = "1500"); "%" reads as "percent"; zero to twelve in words are digits.
-    Numbers stay whole tokens, so matching on tokens puts every match on word boundaries."""
-    text = _TRAILING_CENTS.sub("", _THOUSANDS.sub("", text.lower())).replace("%", " percent ")
-    tokens = []
-    for token in _TOKEN.findall(text):
-        token = _NUMBER_WORDS.get(token, token)
-        if len(token) >= 4 and token.endswith("s") and not token.endswith("ss") and token.isalpha():
-            token = token[:-1]
-        tokens.append(token)
-    return tokens
-
-
-def contains_fact(answer: str, fact: str) -> bool:
-    """True when the fact's tokens occur, in order and adjacent, among the answer's tokens."""
-    needle, haystack = fact_tokens(fact), fact_tokens(answer)
-    if not needle:
-        return False
-    width = len(needle)
-    return any(haystack[i:i + width] == needle for i in range(len(haystack) - width + 1))
-
-
 def key_fact_accuracy(sample: Sample) -> float:
     """Share of the question's key facts found in the answer."""
     question = sample.question

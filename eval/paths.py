@@ -19,11 +19,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from assistant.manifest import sha256_json
-from assistant.prompts import PROMPT_VERSION, build_messages
+from assistant.core.answer_loss import IGNORE, answer_token_losses
+from assistant.core.jsonl import read_jsonl
+from assistant.core.manifest import sha256_json
+from assistant.core.modes import Mode
+from assistant.core.prompts import PROMPT_VERSION, build_messages
 from eval.questions import Question
-
-TUNED_MODES = ("offline", "hybrid")
 
 
 @dataclass
@@ -46,12 +47,10 @@ def answer_key(question: Question, mode: str, settings: dict) -> str:
 def _load_cache(path: Path) -> dict[str, dict]:
     cached: dict[str, dict] = {}
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
+        # A line cut by a kill is skipped: that answer is simply generated again.
+        for _, record in read_jsonl(path, skip_broken=True):
+            if "key" in record and "answer" in record:
                 cached[record["key"]] = record["answer"]
-            except (json.JSONDecodeError, KeyError):
-                continue   # a line cut by a kill: that answer is simply generated again
     return cached
 
 
@@ -84,7 +83,7 @@ def answer_all(assistant, questions: Sequence[Question], modes: Sequence[str], *
 
 
 def _path_answer(question_id: str, mode: str, answer) -> PathAnswer:
-    retrieves = mode in ("rag", "hybrid")
+    retrieves = Mode(mode).retrieves
     return PathAnswer(
         question_id=question_id, mode=mode, answer=answer.text,
         contexts=[hit.chunk.text for hit in answer.hits] if retrieves else None,
@@ -131,16 +130,12 @@ def _batch_perplexity(model, tokenizer, batch: Sequence[Question]) -> list[float
     encoded = tokenizer(full, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="right")
     prompt_lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     labels = encoded["input_ids"].clone()                                   # [batch, seq]
-    labels[encoded["attention_mask"] == 0] = -100
+    labels[encoded["attention_mask"] == 0] = IGNORE
     for row, length in enumerate(prompt_lengths):
-        labels[row, :length] = -100
-    # Position p predicts token p + 1; the 262k-wide head runs only where that token is an answer token.
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = labels[:, 1:] != -100
-    logits = model(**encoded, logits_to_keep=keep).logits.float()          # [answer tokens, vocab]
-    losses = torch.nn.functional.cross_entropy(logits, labels[:, 1:][keep[:, :-1]], reduction="none")
-    rows = torch.arange(labels.shape[0]).unsqueeze(1).expand_as(labels)[keep]   # the row of each answer token
-    per_row = torch.zeros(labels.shape[0]).index_add_(0, rows, losses) / keep.sum(1).clamp(min=1)
+        labels[row, :length] = IGNORE
+    losses, rows = answer_token_losses(model, dict(encoded), labels)       # per answer token, and its row
+    counts = torch.zeros(labels.shape[0]).index_add_(0, rows, torch.ones_like(losses))
+    per_row = torch.zeros(labels.shape[0]).index_add_(0, rows, losses) / counts.clamp(min=1)
     return [math.exp(min(float(v), 50.0)) for v in per_row]
 
 
@@ -148,7 +143,7 @@ if __name__ == "__main__":
     import argparse
 
     from assistant.answer import Assistant
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     parser = argparse.ArgumentParser()
     parser.add_argument("question")

@@ -15,13 +15,16 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from assistant.manifest import latest_artifact, sha256_json
+from assistant.core.errors import UserError
+from assistant.core.figures import stated_figures
+from assistant.core.jsonl import read_jsonl
+from assistant.core.manifest import latest_artifact, sha256_json
 
 KNOWN_KINDS = ("fact", "numeric", "procedure", "multi_hop", "unanswerable", "general", "synthetic", "generated")
 UNANSWERABLE = "unanswerable"
 
 
-class QuestionsError(ValueError):
+class QuestionsError(UserError):
     """A question file cannot be used; str() names the file, the line and the fix."""
 
 
@@ -83,23 +86,13 @@ def load_questions(path: Path) -> list[Question]:
     if not path.exists():
         raise QuestionsError(f"{path}: question file not found; pass --questions with a JSONL file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise QuestionsError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
-                             "re-save it as UTF-8 JSONL, one question object a line") from None
+        records = read_jsonl(path, QuestionsError)
     except OSError as err:
         raise QuestionsError(f"{path}: cannot be read ({err.strerror or err}); pass --questions with a JSONL file") from None
     questions: list[Question] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, record in records:
         where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise QuestionsError(f"{where}: not valid JSON ({err.msg} at column {err.colno}); "
-                                 "each line must be one JSON object, no trailing commas") from err
         question = parse_question(record, where, default_id=f"{path.stem}-{number}")
         if question.id in seen:
             raise QuestionsError(f'{where}: id "{question.id}" already used on line {seen[question.id]}; '
@@ -109,12 +102,6 @@ def load_questions(path: Path) -> list[Question]:
     if not questions:
         raise QuestionsError(f'{path}: no questions in the file; add lines like {{"question": "..."}}')
     return questions
-
-
-def question_part(user_turn: str) -> str:
-    """The question inside a user turn that may carry numbered context (see assistant.prompts.user_turn)."""
-    marker = "Question:"
-    return user_turn.rsplit(marker, 1)[1].strip() if marker in user_turn else user_turn.strip()
 
 
 def load_validation_pairs(datasets_dir: Path) -> tuple[list[Question], Path | None]:
@@ -133,17 +120,13 @@ def read_validation_questions(path: Path) -> list[Question]:
     """One dataset's validation.jsonl as questions (see `load_validation_pairs`)."""
     questions: list[Question] = []
     seen: set[str] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, pair in read_jsonl(path, QuestionsError):
         try:
-            pair = json.loads(line)
-            user = next(m["content"] for m in pair["messages"] if m["role"] == "user")
+            text = pair["meta"]["question"].strip()      # the record's question, never parsed out of the prompt
             reference = next(m["content"] for m in pair["messages"] if m["role"] == "assistant")
-        except (json.JSONDecodeError, KeyError, StopIteration, TypeError) as err:
-            raise QuestionsError(f"{path}:{number}: not a chat pair with a user and an assistant turn ({err}); "
+        except (KeyError, StopIteration, TypeError, AttributeError) as err:
+            raise QuestionsError(f"{path}:{number}: not a pair with meta.question and an assistant turn ({err}); "
                                  "re-run `assistant synth`") from err
-        text = question_part(user)
         if text in seen:
             continue
         seen.add(text)
@@ -159,9 +142,7 @@ def read_validation_questions(path: Path) -> list[Question]:
 def _stated_figures(reference: str) -> tuple[str, ...] | None:
     """A synthetic answer's key facts: the figures, codes and addresses it states (its citations left out),
     the same reading the synthesis used to keep distractors from answering a RAFT question."""
-    from training.pairs import answer_figures
-
-    figures = answer_figures(re.sub(r"\[\d+\]", " ", reference))
+    figures = stated_figures(reference)
     return tuple(dict.fromkeys(figures)) or None
 
 

@@ -51,7 +51,7 @@ from ragas.embeddings.base import BaseRagasEmbedding  # noqa: E402
 
 
 class LocalEmbeddings(BaseRagasEmbedding):
-    """A sentence-transformers model (assistant.models.load_embedder) as a RAGAS embedding.
+    """A sentence-transformers model (assistant.core.models.load_embedder) as a RAGAS embedding.
 
     `remember(texts)` encodes many texts in one batched pass; `embed_text` then answers from
     memory, so RAGAS's one-text-at-a-time calls cost nothing."""

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from assistant.manifest import write_json_atomic, write_manifest
+from assistant.core.manifest import write_json_atomic, write_manifest
 
 PLOTS = {"metrics.png": "Per-metric means per path, with 95% intervals",
          "kinds.png": "Domain score by question kind and path"}
@@ -34,6 +34,18 @@ def estimate_cell(estimate: dict | None) -> str:
         return "missing"
     lo, hi = estimate["ci"]
     return f"{percent(estimate['mean'])} [{percent(lo)}, {percent(hi)}]"
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows of dicts as a plain-text table; the first row's keys are the columns (benchmarks print these)."""
+    if not rows:
+        return "(no rows)"
+    columns = list(rows[0])
+    cells = [[f"{row.get(c):.3g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
 
 
 def side_by_side_rows(paths: dict, modes: Sequence[str], metrics: Sequence[str]) -> list[list[str]]:

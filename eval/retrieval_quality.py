@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assistant.config import Config
+from assistant.core.config import Config
 
 MRR_DEPTH = 10
 
@@ -44,16 +44,21 @@ def score_retrievers(cfg: Config, questions: list[dict], ks: tuple[int, ...] = (
     return results
 
 
+def quality_table(scores: dict[str, dict[str, Any]]) -> str:
+    lines = [f"{'retriever':<10} {'n':>4} {'hit@1':>7} {'hit@3':>7} {'hit@5':>7} {'MRR':>7}"]
+    lines += [f"{mode:<10} {s['n']:>4} {s['hit_rate@1']:>7.3f} {s['hit_rate@3']:>7.3f} "
+              f"{s['hit_rate@5']:>7.3f} {s['mrr']:>7.3f}" for mode, s in scores.items()]
+    return "\n".join(lines)
+
+
 def _as_dict(question) -> dict:
     return question if isinstance(question, dict) else question.to_dict()
 
 
 if __name__ == "__main__":
-    import json
-
-    from assistant.config import load_config
+    from assistant.core.config import load_config
     from eval.questions import load_questions
 
     config = load_config()
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else config.questions_path
-    print(json.dumps(score_retrievers(config, load_questions(path)), indent=2))
+    print(quality_table(score_retrievers(config, load_questions(path))))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.core.modes import Mode
+
 # The comparisons the report makes: (better-if-positive, baseline).
 COMPARISONS = (("hybrid", "rag"), ("hybrid", "offline"), ("offline", "base"), ("rag", "base"))
 
@@ -145,8 +147,8 @@ def recommend(paths: dict[str, dict[str, dict]], differences: dict[str, dict[str
     def mean(mode: str) -> float | None:
         return paths.get(mode, {}).get(metric, {}).get("mean")
 
-    without = {m: mean(m) for m in ("base", "rag") if mean(m) is not None}
-    tuned = {m: mean(m) for m in ("offline", "hybrid") if mean(m) is not None}
+    without = {m.value: mean(m) for m in Mode if not m.tuned and mean(m) is not None}
+    tuned = {m.value: mean(m) for m in Mode if m.tuned and mean(m) is not None}
     if not without or not tuned:
         return {"verdict": "not measured", "relative_gain": None,
                 "reasons": ["Both a path without fine-tuning (base or rag) and one with it (offline or hybrid) "
@@ -177,7 +179,9 @@ def recommend(paths: dict[str, dict[str, dict]], differences: dict[str, dict[str
 
 
 if __name__ == "__main__":
-    loaded = [json.loads(line) for line in Path(sys.argv[1]).read_text(encoding="utf-8").splitlines() if line.strip()]
+    from assistant.core.jsonl import read_jsonl
+
+    loaded = [record for _, record in read_jsonl(Path(sys.argv[1]))]
     found_modes = sorted({r["mode"] for r in loaded})
     for name, estimate in summarise_paths(loaded, found_modes, ["key_fact_accuracy"]).items():
         print(name, json.dumps(estimate))

@@ -21,28 +21,21 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.config import Config
-from assistant.manifest import latest_artifact
-from eval.questions import Question, load_questions
+from assistant.core.config import Config
+from assistant.core.figures import find_span_matches
+from assistant.core.jsonl import read_jsonl
+from assistant.core.manifest import latest_artifact
+from eval.questions import Question, QuestionsError, load_questions
 
 GENERATED_NAME = "questions.generated.jsonl"
 TARGET_QUESTIONS = 60
 PER_CHUNK = 2
 
-# Salient spans, most telling first, and the kind of question each makes. A figure glued to letters or
-# hyphens is part of a code ("L1-2", "(L5)") and a lone digit is rarely the point of a sentence: neither
-# is asked about. A name is a whole run of capitalised words, never the sentence's first word, which is
-# capitalised for grammar ("Paid Leave Oregon provides..." would give "Leave Oregon").
-_SPANS = (
-    ("email", r"\b[\w.+-]+@[\w-]+\.[\w.]+\b", "fact"),
-    ("money", r"(?:[$€£]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:USD|EUR|GBP|CAD|dollars|euros))", "numeric"),
-    ("percent", r"\b\d+(?:\.\d+)?\s?(?:%|percent)", "numeric"),
-    ("duration", r"\b\d+(?:\.\d+)?[- ](?:business |working |calendar )?(?:days?|weeks?|months?|years?|hours?|minutes?)\b", "numeric"),
-    ("code", r"\b[A-Z]{2,}[A-Z0-9]*-\d[\w-]*\b|\b[A-Z]{2,}\d{2,}\b", "fact"),
-    ("time", r"\b\d{1,2}:\d{2}\b", "numeric"),
-    ("name", r"(?<!\S)[A-Z][\w'&-]+(?: (?:of |and |for |the )?[A-Z][\w'&-]+)+", "fact"),
-    ("number", r"(?<![\w.$€£-])\d{2,}(?:,\d{3})*(?:\.\d+)?(?![\w-])", "numeric"),
-)
+# The kinds of span asked about (assistant.core.figures reads them), most telling first, and the kind of
+# question each makes. A number glued to a hyphen or a dot is part of a code or a version ("L1-2") and a
+# lone digit is rarely the point of a sentence: neither is asked about.
+ASKED_KINDS = {"email": "fact", "money": "numeric", "percent": "numeric", "duration": "numeric", "code": "fact",
+               "time": "numeric", "name": "fact", "person": "fact", "number": "numeric"}
 BLANK = "____"
 
 
@@ -60,13 +53,7 @@ def held_out_doc_ids(cfg: Config) -> set[str]:
     validation = dataset / "validation.jsonl" if dataset else None
     if validation is None or not validation.exists():
         return set()
-    ids = set()
-    for line in validation.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            doc_id = (json.loads(line).get("meta") or {}).get("doc_id")
-            if doc_id:
-                ids.add(doc_id)
-    return ids
+    return {doc_id for _, record in read_jsonl(validation) if (doc_id := (record.get("meta") or {}).get("doc_id"))}
 
 
 def _sentences(text: str) -> list[str]:
@@ -88,18 +75,25 @@ def question_from_sentence(sentence: str, title: str, heading: str) -> tuple[str
     plain to read, answerable from exactly one place, and unlike the templates the training pairs are
     written with, so the tuned paths are not asked in the words they were trained on."""
     where = f"the {title}" if not heading or heading == title else f'the "{heading}" section of the {title}'
-    for span, pattern, kind in _SPANS:
+    spans = find_span_matches(sentence)
+    for asked, kind in ASKED_KINDS.items():
         # A span the heading already names ("New Jersey" in "New Jersey Medical Leave") gives itself away.
-        match = next((m for m in re.finditer(pattern, sentence) if not (span == "name" and m.start() == 0)
-                      and m.group(0).strip().lower() not in where.lower()), None)
+        match = next(((start, end, span) for start, end, found, span in spans if found == asked
+                      and span.lower() not in where.lower() and (asked != "number" or _askable_number(sentence, start, end))),
+                     None)
         if not match:
             continue
-        fact = match.group(0).strip()
+        start, end, fact = match
         if len(sentence.split()) - len(fact.split()) < 4:     # too little left around the blank to ask about
             return None
-        cloze = f"{sentence[:match.start()]}{BLANK}{sentence[match.end():]}".strip()
+        cloze = f"{sentence[:start]}{BLANK}{sentence[end:]}".strip()
         return f'In {where}, what fills the blank: "{cloze}"', fact, kind
     return None
+
+
+def _askable_number(sentence: str, start: int, end: int) -> bool:
+    return (sentence[start:start + 2].isdigit() and sentence[start - 1:start] not in (".", "-", "$", "€", "£")
+            and sentence[end:end + 1] != "-")
 
 
 def extractive_questions(chunks, doc_ids: set[str], seed: int, target: int = TARGET_QUESTIONS) -> list[Question]:
@@ -154,7 +148,7 @@ def generated_questions(cfg: Config) -> GeneratedSet:
     """The workspace's generated set: read when it exists, otherwise generated and written once."""
     path = cfg.home / GENERATED_NAME
     if path.exists():
-        first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+        first = read_jsonl(path, QuestionsError)[0][1]
         return GeneratedSet(load_questions(path), path, first.get("generator", "extractive"),
                             first.get("why", "kept from an earlier run"))
     from indexing.store import load_chunks
@@ -174,7 +168,7 @@ def generated_questions(cfg: Config) -> GeneratedSet:
     if not questions:
         questions = extractive_questions(chunks, doc_ids, cfg.seed)
     if not questions:
-        raise ValueError(f"{cfg.corpus}: no sentence with a figure, code or name to ask about; "
+        raise QuestionsError(f"{cfg.corpus}: no sentence with a figure, code or name to ask about; "
                          "pass --questions with your own JSONL of questions")
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.tmp")
@@ -188,7 +182,7 @@ def generated_questions(cfg: Config) -> GeneratedSet:
 if __name__ == "__main__":
     import argparse
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", type=Path)

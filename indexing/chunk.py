@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from assistant.core.records import Chunk
 from indexing.ingest import SourceDocument
-from indexing.records import Chunk
 
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _PATH_SEPARATOR = "\n"   # never inside a heading, unlike "/" or ">"
@@ -77,7 +77,7 @@ def _only_headings(text: str) -> bool:
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
     from indexing.embed import load_tokenize
     from indexing.ingest import read_document
 

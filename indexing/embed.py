@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.config import PACKAGED_EMBED_MODEL, Config
+from assistant.core.config import PACKAGED_EMBED_MODEL, Config
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
 def embedder_path(cfg: Config) -> str:
-    from assistant.models import packaged_embedder_path
+    from assistant.core.models import packaged_embedder_path
 
     return str(packaged_embedder_path()) if cfg.embed_model == PACKAGED_EMBED_MODEL else cfg.embed_model
 
@@ -44,10 +44,9 @@ def load_tokenize(cfg: Config) -> Callable[[str], list[int]]:
 
 @lru_cache(maxsize=2)
 def _cached_embedder(path: str, device: str | None) -> SentenceTransformer:
-    from assistant.config import load_config
-    from assistant.models import load_embedder
+    from assistant.core.models import load_embedder
 
-    return load_embedder(load_config(overrides={"embed_model": path}), device=device)
+    return load_embedder(path, device=device)
 
 
 def load_cached_embedder(cfg: Config, device: str | None = None) -> SentenceTransformer:
@@ -72,25 +71,17 @@ def embed_texts(model: SentenceTransformer, texts: list[str], *, batch_size: int
 
 
 def embed_query_batch(model: SentenceTransformer, queries: list[str], *, bf16: bool | str = "auto") -> np.ndarray:
-    """Query vectors. One query runs on one thread: a 10-token forward pass gains nothing from a second
-    core, and waiting on a busy one cost 20x here (p50 484 ms vs 7 ms on a loaded 2-core machine)."""
-    import torch
-
-    if len(queries) != 1:
-        return embed_texts(model, queries, batch_size=64, bf16=bf16)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return embed_texts(model, queries, batch_size=1, bf16=bf16)
-    finally:
-        torch.set_num_threads(threads)
+    """Query vectors. Torch's thread count is process-wide and the server embeds from concurrent threads,
+    so it is never changed per query (it was: one query on one thread, and another request's setting
+    could be restored under it); `torch.set_num_threads` belongs to whoever starts the process."""
+    return embed_texts(model, queries, batch_size=64 if len(queries) != 1 else 1, bf16=bf16)
 
 
 def bf16_autocast(model: SentenceTransformer, bf16: bool | str):
     """bf16 autocast where `bf16` (True, False or "auto": the hardware decides) says so."""
     import torch
 
-    from assistant.models import use_bf16
+    from assistant.core.models import use_bf16
 
     if not use_bf16(bf16, "embedding"):
         return contextlib.nullcontext()
@@ -98,7 +89,7 @@ def bf16_autocast(model: SentenceTransformer, bf16: bool | str):
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     config = load_config()
     vector = embed_texts(load_cached_embedder(config), sys.argv[1:] or ["hello"], bf16=config.index.embed_bf16)

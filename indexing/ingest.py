@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from assistant.core.errors import UserError
+
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".pdf": "pdf",
              ".html": "html", ".htm": "html", ".docx": "docx"}
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
@@ -32,8 +34,12 @@ _CONTROL_TOKEN = re.compile(r"<(?:start_of_turn|end_of_turn|bos|eos|pad|unk|mask
                             r"|image_soft_token)>")
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(UserError):
     """A document that cannot be indexed; str() is the one-line reason."""
+
+
+class MissingPath(UserError, FileNotFoundError):
+    """A file or folder given to index does not exist."""
 
 
 @dataclass
@@ -69,7 +75,7 @@ def find_documents(paths: list[Path], skipped: list[dict[str, str]] | None = Non
         elif path.exists():
             files = [path.absolute()]
         else:
-            raise FileNotFoundError(f"{path}: no such file or folder; check the path given to `assistant index`")
+            raise MissingPath(f"{path}: no such file or folder; check the path given to `assistant index`")
         for file in sorted(files):
             # Two links to one file are one document.
             found.setdefault(file.resolve(), file)
@@ -169,17 +175,20 @@ def _decode_text(path: Path) -> str:
                              "re-save it as UTF-8") from None
 
 
-def _read_markdown(path: Path) -> SourceDocument:
-    text = _decode_text(path)
-    front: dict = {}
+def split_front_matter(text: str) -> tuple[dict, str]:
+    """(YAML front matter, the text after it) of a Markdown file; ({}, text) when it has none."""
     match = _FRONT_MATTER.match(text)
-    if match:
-        try:
-            loaded = yaml.safe_load(match.group(1))
-        except yaml.YAMLError as err:
-            raise UnreadableFile(f"broken YAML front matter ({str(err).splitlines()[0]}); fix the header") from None
-        front = loaded if isinstance(loaded, dict) else {}
-        text = text[match.end():]
+    if not match:
+        return {}, text
+    try:
+        loaded = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as err:
+        raise UnreadableFile(f"broken YAML front matter ({str(err).splitlines()[0]}); fix the header") from None
+    return (loaded if isinstance(loaded, dict) else {}), text[match.end():]
+
+
+def _read_markdown(path: Path) -> SourceDocument:
+    front, text = split_front_matter(_decode_text(path))
     title = str(front.get("title") or _first_heading(text) or path.stem)
     return SourceDocument(str(front.get("id") or ""), title, str(path), "markdown", [(None, linearise_wide_tables(strip_link_targets(text)))])
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from assistant.config import Config
-from indexing.records import Chunk, Hit
+from assistant.core.config import Config
+from assistant.core.records import Chunk, Hit
 
 MODES = ("hybrid", "vector", "bm25")
 
@@ -173,7 +173,7 @@ def open_retriever(cfg: Config) -> Retriever:
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     config = load_config()
     for hit in open_retriever(config).search(" ".join(sys.argv[1:]) or "corporate card limit"):

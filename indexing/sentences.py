@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import sys
 
-from indexing.records import Chunk
+from assistant.core.records import Chunk
 
 _ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|etc|Inc|Ltd|No|vs|approx|U\.S)\.")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"(])")
@@ -118,7 +118,7 @@ def unit_texts(chunk: Chunk) -> list[str]:
 if __name__ == "__main__":
     from pathlib import Path
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
     from indexing.chunk import chunk_document
     from indexing.embed import load_tokenize
     from indexing.ingest import read_document

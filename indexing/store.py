@@ -26,9 +26,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from assistant.config import Config
-from assistant.manifest import build_manifest, read_manifest, sha256_file, write_manifest
-from indexing.records import Chunk
+from assistant.core.config import Config, ConfigError
+from assistant.core.errors import UserError
+from assistant.core.manifest import build_manifest, read_manifest, sha256_file, write_manifest
+from assistant.core.records import Chunk
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -40,7 +41,7 @@ _OTHER_METADATA = ("doc_id", "source", "page", "position")
 _PAGE = 5000   # rows per Chroma read or write call
 
 
-class IndexNotFound(FileNotFoundError):
+class IndexNotFound(UserError, FileNotFoundError):
     """No knowledge base where the config points; the message says how to build one."""
 
 
@@ -222,7 +223,7 @@ def _read_and_chunk(cfg: Config, files: list[Path], roots: list[Path], report: I
 def _check_embedder(cfg: Config, collection: Collection) -> None:
     recorded = (collection.metadata or {}).get("embed_model")
     if recorded != cfg.embed_model:
-        raise ValueError(f"the index at {cfg.chroma_url or cfg.kb_dir} was embedded with {recorded!r}, "
+        raise ConfigError(f"the index at {cfg.chroma_url or cfg.kb_dir} was embedded with {recorded!r}, "
                          f"not {cfg.embed_model!r}; pass --embed-model {recorded} or use another --workspace")
 
 
@@ -286,6 +287,6 @@ def _write_index_manifest(cfg: Config, collection: Collection, hashes: dict[str,
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     print(build_index(load_config(), [Path(p) for p in sys.argv[1:]] or None).to_dict())

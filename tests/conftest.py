@@ -21,8 +21,8 @@ def build_tiny_model(target: Path, *, hidden: int = 64, layers: int = 2, seed: i
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from assistant.config import load_config
-    from assistant.models import load_tokenizer
+    from assistant.core.config import load_config
+    from assistant.core.models import load_tokenizer
 
     # The real tokenizer comes from the packaged model (converted once per machine, ~40 s).
     tokenizer = load_tokenizer(load_config(overrides={"model_cache": str(Path("workspace/models").resolve())}))
@@ -47,7 +47,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture()
 def tiny_cfg(tmp_path, tiny_model_dir):
     """Config for fast tests: tiny corpus, tiny model, everything under tmp_path."""
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     return load_config(overrides={
         "corpus": str(TINY_CORPUS),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.config import ConfigError, TrainConfig, load_config
+from assistant.core.config import ConfigError, TrainConfig, load_config
 
 
 def test_precedence(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.config import SHIPPED_CORPUS
+from assistant.core.config import SHIPPED_CORPUS
 
 EVAL = SHIPPED_CORPUS.parent / "eval"
 KINDS = {"fact", "numeric", "procedure", "multi_hop", "unanswerable"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.manifest import atomic_folder, build_manifest, is_up_to_date, latest_artifact, read_manifest, write_manifest
+from assistant.core.manifest import atomic_folder, build_manifest, is_up_to_date, latest_artifact, read_manifest, write_manifest
 
 
 def test_atomic_folder_keeps_the_old_artifact_when_the_new_one_fails(tmp_path):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.config import load_config
-from assistant.models import MissingModelError, load_base_model, load_embedder
-from assistant.prompts import build_messages
+from assistant.core.config import load_config
+from assistant.core.models import MissingModelError, load_base_model, load_embedder
+from assistant.core.prompts import build_messages
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
@@ -15,7 +15,7 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 
 def test_packaged_embedder_embeds():
-    vectors = load_embedder(load_config()).encode(["expense report", "travel claim"], normalize_embeddings=True)
+    vectors = load_embedder(load_config().embed_model).encode(["expense report", "travel claim"], normalize_embeddings=True)
     assert vectors.shape == (2, 384)
     assert float(vectors[0] @ vectors[1]) > 0.3
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from assistant import models
-from assistant.config import load_config
+from assistant.core import models
+from assistant.core.config import load_config
 
 
 @pytest.mark.parametrize("forced, expected", [("0", False), ("1", True)])

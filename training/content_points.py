@@ -4,27 +4,22 @@
 
 A content point is one fact as written in the source (a sentence, a list item, a table row put into
 words), the short answer that teaches it, and several differently phrased questions it answers.
-The generator that writes the questions is chosen in `training.generators`; this module holds the
-record, the extractive reading of a chunk (key units and their salient spans) and the resumable loop
-that runs a generator over every chunk and caches what it wrote, one JSON line per chunk.
+The generator that writes the questions, and the resumable loop that runs it over every chunk, live in
+`training.generators`; this module holds the record and the extractive reading of a chunk (key units
+and their salient spans).
 """
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from indexing.records import Chunk
+from assistant.core.figures import find_spans
+from assistant.core.records import Chunk
 from indexing.sentences import markdown_units, split_sentences
-
-if TYPE_CHECKING:
-    from training.generators import Generator
 
 
 @dataclass(frozen=True)
@@ -51,20 +46,6 @@ def point_id(chunk_id: str, text: str) -> str:
 
 # --- Reading a chunk: key units and the spans that make them worth asking about -------------------
 
-# Checked in this order; an earlier kind wins where two overlap ("$25" is money, not a number).
-SPAN_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple((kind, re.compile(pattern)) for kind, pattern in (
-    ("email", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
-    ("phone", r"\+\d[\d ]{7,}\d"),
-    ("money", r"(?:[$€£]\s?\d[\d,]*(?:\.\d+)?|\b(?:USD|EUR|CAD|GBP|CHF)\s?\d[\d,]*(?:\.\d+)?)(?:\s?(?:million|billion|k)\b)?"),
-    ("percent", r"\b\d+(?:\.\d+)?\s?%"),
-    ("date", r"\b\d{1,2}\s(?:January|February|March|April|May|June|July|August|September|October|November|December)"
-             r"(?:\s\d{4})?\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"),
-    ("time", r"\b\d{1,2}:\d{2}\b"),
-    ("duration", r"\b\d+(?:\.\d+)?(?:-|\s)(?:business |working |calendar )?(?:days?|weeks?|months?|years?|hours?|minutes?|nights?)\b"),
-    ("code", r"\b(?:[A-Z]{2,}[A-Z0-9]*-?\d[\w-]*|WD[+-]?\d+)\b"),
-    ("number", r"(?<!/)\b\d[\d,]*(?:\.\d+)?\b(?!/)"),
-    ("name", r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:[- ][A-Z][a-z]+){1,3}\b"),
-))
 # Sentences without a figure still teach a rule when they say what must or must not happen.
 RULE_WORDS = re.compile(r"\b(must|never|only|required|not reimbursed|may not|cannot|always|no longer|need[s]? )\b", re.I)
 
@@ -80,26 +61,6 @@ class KeyUnit:
     heading: str = ""         # the nearest heading above the unit
     sentence: str = ""        # the sentence that holds the value, for echo questions
     spans: tuple[tuple[str, str], ...] = field(default=())
-
-
-# A capitalised name right after a role word is a person ("Controller Tobias Ferreira-Lund");
-# other capitalised names are systems, banks or places ("Halvard Online").
-ROLE_WORDS = re.compile(r"\b(CFO|CEO|VP|Controller|Manager|Lead|Director|coordinator|Coordinator|owner|Owner|Head of "
-                        r"[A-Z]\w+(?: [A-Z]\w+)?|Treasurer|Librarian|Officer|Chair|Secretary|Analyst|Specialist|"
-                        r"Accountant|contact|Contact)\s*,?\s*$")
-
-
-def find_spans(sentence: str) -> list[tuple[str, str]]:
-    """(kind, text) of each salient span, in reading order."""
-    taken: list[tuple[int, int, str, str]] = []
-    for kind, pattern in SPAN_PATTERNS:
-        for match in pattern.finditer(sentence):
-            start, end = match.span()
-            if not any(start < t_end and t_start < end for t_start, t_end, _, _ in taken):
-                if kind == "name" and ROLE_WORDS.search(sentence[:start]):
-                    kind = "person"
-                taken.append((start, end, kind, match.group(0)))
-    return [(kind, text) for _, _, kind, text in sorted(taken)]
 
 
 STOPWORDS = frozenset("""a an the and or but if then than of for to in on at by with from into onto over under
@@ -188,63 +149,12 @@ def word_weights(chunks: Iterable[Chunk]) -> dict[str, float]:
     return {w: math.log((1 + total) / (1 + n)) + 1 for w, n in counts.items()}
 
 
-# --- Running a generator over every chunk, resumably --------------------------------------------
-
-def read_cache(path: Path) -> dict[str, dict]:
-    """chunk id -> cached generator output; a half-written last line (a kill) is ignored."""
-    done: dict[str, dict] = {}
-    if not path.exists():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        done[record["chunk_id"]] = record
-    return done
-
-
-def _append_cache(path: Path, records: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def write_content_points(chunks: list[Chunk], generator: Generator, cache: Path, *, batch_size: int = 8,
-                         progress: bool = True) -> tuple[dict[str, list[ContentPoint]], int]:
-    """Content points for every chunk (chunk id -> points) and the count of malformed generations.
-
-    Each batch is appended to `cache` as soon as it is written, so a killed run redoes at most one
-    batch, and an unchanged chunk is never sent to the generator twice.
-    """
-    from tqdm import tqdm
-
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    done = read_cache(cache)
-    todo = [chunk for chunk in chunks if chunk.id not in done]
-    with tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc=f"content points ({generator.name})",
-              unit="chunk", disable=not progress, file=sys.stderr) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            written = generator.content_points(batch)
-            records = [{"chunk_id": chunk.id, "points": [p.to_dict() for p in points], "malformed": malformed}
-                       for chunk, (points, malformed) in zip(batch, written)]
-            _append_cache(cache, records)
-            done.update((r["chunk_id"], r) for r in records)
-            bar.update(len(batch))
-    by_chunk = {chunk.id: [ContentPoint.from_dict(p) for p in done[chunk.id]["points"]] for chunk in chunks}
-    malformed = sum(int(done[chunk.id]["malformed"]) for chunk in chunks)
-    return by_chunk, malformed
-
-
 if __name__ == "__main__":
     from indexing.chunk import chunk_document
     from indexing.embed import load_tokenize
     from indexing.ingest import read_document
 
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     config = load_config()
     document = read_document(Path(sys.argv[1]), config.index.max_file_mb)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import sys
 
-from assistant.config import Config
+from assistant.core.config import Config
+from assistant.core.errors import TrainDataError
+from indexing.ingest import UnreadableFile, split_front_matter
 
 _HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
-_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
 VALIDATION_EVERY = 10     # every 10th chunk is held out to watch the loss on unseen text
 
 
@@ -33,7 +34,11 @@ def corpus_texts(cfg: Config) -> list[str]:
 def _texts_from_files(cfg: Config) -> list[str]:
     texts = []
     for path in sorted(cfg.corpus.rglob("*.md")) + sorted(cfg.corpus.rglob("*.txt")):
-        body = _FRONT_MATTER.sub("", path.read_text(encoding="utf-8"))
+        try:
+            _, body = split_front_matter(path.read_text(encoding="utf-8"))
+        except UnreadableFile as err:
+            print(f"CPT: {path}: {err} - skipped", file=sys.stderr)
+            continue
         starts = [m.start() for m in _HEADING.finditer(body)] or [0]
         sections = [body[a:b].strip() for a, b in zip([0, *starts], [*starts, len(body)])]
         texts += [section for section in sections if section]
@@ -44,8 +49,6 @@ def corpus_rows(cfg: Config, tokenizer) -> tuple[list[dict], list[dict]]:
     """Train and validation rows: `<bos> text <eos>`, cut into windows of `train.max_seq_len` tokens."""
     texts = corpus_texts(cfg)
     if not texts:
-        from training.sft import TrainDataError
-
         raise TrainDataError(f"{cfg.corpus}: no text to pre-train on; index the corpus first (`assistant index`)")
     window = cfg.train.max_seq_len
     train, validation = [], []

@@ -22,13 +22,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from assistant.config import Config, ConfigError
-from assistant.manifest import atomic_folder, build_manifest, is_up_to_date, read_manifest, sha256_json, write_manifest
-from assistant.prompts import PROMPT_VERSION
-from indexing.records import Chunk
-from training.content_points import ContentPoint, write_content_points
+from assistant.core.config import Config, ConfigError
+from assistant.core.jsonl import read_jsonl
+from assistant.core.manifest import atomic_folder, build_manifest, is_up_to_date, read_manifest, sha256_json, write_manifest
+from assistant.core.prompts import PROMPT_VERSION
+from assistant.core.records import Chunk
+from indexing.ingest import UnreadableFile, split_front_matter
+from training.content_points import ContentPoint
 from training.gates import answer_of, apply_gates
-from training.generators import EXTRACTIVE_VERSION, LLM_PROMPT_VERSION, Generator, make_generator
+from training.generators import EXTRACTIVE_VERSION, LLM_PROMPT_VERSION, Generator, make_generator, write_content_points
 from training.pairs import (PAIRS_VERSION, REFUSAL_VERSION, points_to_output_pair, qa_pairs, raft_pair, refusal_pair,
                             refusal_questions)
 from training.split import split_by_phrasing
@@ -224,12 +226,10 @@ def _embed(cfg: Config, retriever, texts: list[str]):
 def document_type(source: str) -> str:
     """The `type` from a Markdown file's front matter ("policy", "procedure"), else "document"."""
     try:
-        head = Path(source).read_text(encoding="utf-8", errors="replace")[:2000]
-    except OSError:
+        front, _ = split_front_matter(Path(source).read_text(encoding="utf-8", errors="replace"))
+    except (OSError, UnreadableFile):
         return "document"
-    match = re.match(r"---\s*\n(.*?)\n---", head, re.S)
-    found = re.search(r"^type:\s*['\"]?([\w -]+?)['\"]?\s*$", match.group(1), re.M) if match else None
-    return found.group(1) if found else "document"
+    return str(front.get("type") or "document")
 
 
 def read_held_out_questions(paths: list[Path | None]) -> list[str]:
@@ -238,12 +238,10 @@ def read_held_out_questions(paths: list[Path | None]) -> list[str]:
     for path in paths:
         if path is None or not Path(path).exists():
             continue
-        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+        for number, record in read_jsonl(Path(path), ConfigError):
             try:
-                questions.append(str(json.loads(line)["question"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                questions.append(str(record["question"]))
+            except (KeyError, TypeError) as err:
                 raise ConfigError(f"{path}:{number}: not a held-out question ({err}); each line must be a JSON "
                                   "object with a \"question\" field") from err
     return sorted(set(questions))
@@ -332,6 +330,6 @@ def report_from_manifest(folder: Path) -> DatasetReport:
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     print(json.dumps(build_dataset(load_config()).to_dict(), indent=2))

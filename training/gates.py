@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from assistant.prompts import REFUSAL
+from assistant.core.figures import numbers
+from assistant.core.prompts import REFUSAL
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'&-]*")
-_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _CITATION = re.compile(r"\s*\[\d+\]\s*")   # "[2] answer [3] more" (RAFT) or "answer [2]"
 _FILLER = frozenset("""a an the and or but if of for to in on at by with from is are was were be been it its this that
 these those you your i my we our they their as so not no can may must will would should do does per than then
@@ -56,8 +56,7 @@ def is_grounded(answer: str, source: str, min_support: float = 0.8) -> bool:
         return True
     answer = _CITATION.sub(" ", answer).strip()
     source_lower = source.lower()
-    source_numbers = {n.replace(",", "") for n in _NUMBER.findall(source)}
-    if any(n.replace(",", "") not in source_numbers for n in _NUMBER.findall(answer)):
+    if not numbers(answer) <= numbers(source):
         return False
     source_words = set(_WORD.findall(source_lower))
     content = [w for w in _WORD.findall(answer.lower()) if w not in _FILLER]
@@ -69,7 +68,7 @@ def is_grounded(answer: str, source: str, min_support: float = 0.8) -> bool:
 
 def _setting(record: dict) -> tuple[str, bool]:
     """Pairs compete as duplicates only within one type and one context setting."""
-    return record["meta"]["type"], record["messages"][-2]["content"].startswith("Context:")
+    return record["meta"]["type"], record["meta"]["with_context"]
 
 
 def _shingles(text: str) -> set[bytes]:

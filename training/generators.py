@@ -16,11 +16,13 @@ import os
 import random
 import re
 import sys
+from pathlib import Path
 from typing import Protocol
 
-from assistant.config import Config, ConfigError
-from assistant.manifest import sha256_json
-from indexing.records import Chunk
+from assistant.core.config import Config, ConfigError
+from assistant.core.jsonl import append_jsonl, read_jsonl
+from assistant.core.manifest import sha256_json
+from assistant.core.records import Chunk
 from training.content_points import ContentPoint, KeyUnit, key_units, point_id, word_weights
 
 EXTRACTIVE_VERSION = "extractive-templates-v3"
@@ -235,7 +237,7 @@ class HFGenerator:
     version = LLM_PROMPT_VERSION
 
     def __init__(self, cfg: Config):
-        from assistant.models import load_base_model
+        from assistant.core.models import load_base_model
 
         self.model, self.tokenizer = load_base_model(cfg)
         self.tokenizer.padding_side = "left"   # decoder-only batches grow to the right
@@ -279,8 +281,44 @@ class OpenAIGenerator:
         return written
 
 
+# --- Running a generator over every chunk, resumably --------------------------------------------
+
+def read_cache(path: Path) -> dict[str, dict]:
+    """chunk id -> cached generator output; a half-written last line (a kill) is ignored."""
+    if not path.exists():
+        return {}
+    return {record["chunk_id"]: record for _, record in read_jsonl(path, skip_broken=True)}
+
+
+def write_content_points(chunks: list[Chunk], generator: Generator, cache: Path, *, batch_size: int = 8,
+                         progress: bool = True) -> tuple[dict[str, list[ContentPoint]], int]:
+    """Content points for every chunk (chunk id -> points) and the count of malformed generations.
+
+    Each batch is appended to `cache` as soon as it is written, so a killed run redoes at most one
+    batch, and an unchanged chunk is never sent to the generator twice.
+    """
+    from tqdm import tqdm
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done = read_cache(cache)
+    todo = [chunk for chunk in chunks if chunk.id not in done]
+    with tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc=f"content points ({generator.name})",
+              unit="chunk", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            written = generator.content_points(batch)
+            records = [{"chunk_id": chunk.id, "points": [p.to_dict() for p in points], "malformed": malformed}
+                       for chunk, (points, malformed) in zip(batch, written)]
+            append_jsonl(cache, records)
+            done.update((r["chunk_id"], r) for r in records)
+            bar.update(len(batch))
+    by_chunk = {chunk.id: [ContentPoint.from_dict(p) for p in done[chunk.id]["points"]] for chunk in chunks}
+    malformed = sum(int(done[chunk.id]["malformed"]) for chunk in chunks)
+    return by_chunk, malformed
+
+
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
     from indexing.store import load_chunks
 
     config = load_config(overrides={"synth": {"generator": sys.argv[1] if len(sys.argv) > 1 else "extractive"}})

@@ -1,7 +1,7 @@
 """Pairs: content points become fine-tuning records, all in one schema.
 
 A record is `{"messages": [system, user, assistant], "meta": {...}}`: the messages come from
-`assistant.prompts.build_messages`, the one prompt every answer path uses, so the tuned model sees
+`assistant.core.prompts.build_messages`, the one prompt every answer path uses, so the tuned model sees
 at train time exactly what it sees at answer time. Four types:
 - qa: a question without context -> the point's short answer (recall from the weights);
 - points_to_output: "write a <type> section covering these points" -> the original section text;
@@ -18,8 +18,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from assistant.prompts import REFUSAL, build_messages
-from indexing.records import Chunk, Hit
+from assistant.core.figures import stated_figures
+from assistant.core.prompts import REFUSAL, build_messages
+from assistant.core.records import Chunk, Hit
 from training.content_points import ContentPoint
 
 REFUSAL_VERSION = "refusal-templates-v2"
@@ -33,7 +34,8 @@ def pair_record(question: str, answer: str, hits: Sequence[Hit] | None, *, pair_
     return {
         "messages": [*build_messages(question, hits), {"role": "assistant", "content": answer}],
         "meta": {"type": pair_type, "chunk_ids": list(chunk_ids), "doc_id": doc_id, "generator": generator,
-                 "prompt_version": prompt_version, "question": question, **(extra or {})},
+                 "prompt_version": prompt_version, "question": question, "with_context": hits is not None,
+                 **(extra or {})},
     }
 
 
@@ -70,7 +72,7 @@ def raft_pair(question: str, answer: str, point_text: str, oracle: Chunk, passag
     the sentence, and any other that states all of the answer's figures, is taken out, and the answer is
     the refusal sentence.
     """
-    figures = answer_figures(answer)
+    figures = stated_figures(answer)
 
     def answers_it(unit: str) -> bool:
         return unit == point_text or bool(figures) and all(f in unit for f in figures)
@@ -102,12 +104,6 @@ def raft_pair(question: str, answer: str, point_text: str, oracle: Chunk, passag
         last_block = block
     return pair_record(question, cited, hits, pair_type="raft", chunk_ids=[oracle.id, *(h.chunk.id for h in hits)],
                        doc_id=oracle.doc_id, generator=generator, prompt_version=prompt_version, extra=extra)
-
-
-def answer_figures(answer: str) -> list[str]:
-    """The figures and codes an answer states; a chunk holding all of them would answer it too."""
-    found = re.findall(r"[$€£]?\d[\d,.:%]*|\b[A-Z]{2,}[A-Z0-9]*-?\d[\w-]*\b|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", answer)
-    return [figure.rstrip(".,:") for figure in found]
 
 
 # --- Refusals: plausible workplace questions on topics the corpus does not cover -------------------

@@ -27,23 +27,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.config import Config, ConfigError
-from assistant.manifest import (atomic_folder, build_manifest, is_up_to_date, latest_artifact, read_manifest,
+from assistant.core.answer_loss import IGNORE
+from assistant.core.config import Config, ConfigError
+from assistant.core.errors import TrainDataError
+from assistant.core.jsonl import read_jsonl
+from assistant.core.manifest import (atomic_folder, build_manifest, is_up_to_date, latest_artifact, read_manifest,
                                 sha256_files, sha256_json, write_manifest)
-from assistant.models import (base_model_path, hardware_note, load_base_model, load_tokenizer, precision_name,
+from assistant.core.models import (base_model_path, hardware_note, load_base_model, load_tokenizer, precision_name,
                               use_bf16)
-from assistant.prompts import END_OF_TURN
+from assistant.core.prompts import END_OF_TURN
 from training.cpt import corpus_rows
 from training.trainer import (CompletionLossTrainer, PackedRowsCollator, ProgressBar, TimeBudget,
                               StopOnValidation, plan_steps, training_arguments)
 
-IGNORE = -100          # label value the loss skips (prompt tokens, packed-sequence starts)
 RECIPE_VERSION = "lora+turn-tokens-v1"   # how the trainable weights are set up; a change retrains
 _ROLES = {"system", "user", "assistant"}
-
-
-class TrainDataError(ValueError):
-    """The dataset cannot be trained on; the message names the file (and line) and the fix."""
 
 
 @dataclass
@@ -143,13 +141,7 @@ def find_dataset(cfg: Config, dataset: Path | None) -> Path:
 def read_pairs(path: Path) -> list[dict]:
     """The records of one JSONL file, each checked: messages that end with a non-empty assistant answer."""
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TrainDataError(f"{path}:{number}: not JSON ({err.msg}); fix or delete the line") from err
+    for number, record in read_jsonl(path, TrainDataError):
         messages = record.get("messages") if isinstance(record, dict) else None
         if not (isinstance(messages, list) and messages and all(
                 isinstance(m, dict) and m.get("role") in _ROLES and isinstance(m.get("content"), str) for m in messages)):

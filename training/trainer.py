@@ -15,14 +15,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import PrinterCallback, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from assistant.config import Config, ConfigError
-from assistant.models import use_bf16
+from assistant.core.answer_loss import IGNORE, answer_token_losses
+from assistant.core.config import Config, ConfigError
+from assistant.core.models import use_bf16
 
-IGNORE = -100
 
 
 def training_arguments(cfg: Config, output_dir: Path, has_validation: bool, **overrides) -> SFTConfig:
@@ -121,16 +120,11 @@ class CompletionLossTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.loss_positions_only or return_outputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        labels = inputs["labels"]                                   # (rows, seq)
-        # Position p predicts token p + 1: keep p where the next label carries loss.
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = labels[:, 1:] != IGNORE
-        targets = labels[:, 1:][keep[:, :-1]]                      # (n,)
         model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-        logits = model(**model_inputs, use_cache=False, logits_to_keep=keep).logits   # (n, vocab)
-        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+        losses, _ = answer_token_losses(model, {**model_inputs, "use_cache": False}, inputs["labels"])
+        loss = losses.sum()
         # Same normalisation as TRL: by the tokens of the whole (possibly multi-process) batch.
-        count = targets.numel() if num_items_in_batch is None else num_items_in_batch
+        count = losses.numel() if num_items_in_batch is None else num_items_in_batch
         loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes             # DDP averages the gradients again

@@ -8,8 +8,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from assistant.core.modes import Mode
+
 HELP = "Answer one question on one path (hybrid, offline, rag or base), streaming the answer."
-PATHS = ("base", "rag", "offline", "hybrid")   # assistant.answer.MODES, spelled out to keep --help instant
 
 
 def add_answer_flags(parser) -> None:
@@ -30,7 +31,7 @@ def add_answer_flags(parser) -> None:
 
 def add_arguments(parser):
     parser.add_argument("question", help="The question (quote it).")
-    parser.add_argument("--mode", choices=PATHS, default="hybrid", help="Answer path (default: hybrid).")
+    parser.add_argument("--mode", choices=[m.value for m in Mode], default="hybrid", help="Answer path (default: hybrid).")
     add_answer_flags(parser)
 
 

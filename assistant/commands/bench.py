@@ -3,8 +3,9 @@
     assistant bench                 # every suite, as tables
     assistant bench indexing --json # one suite, as JSON
 
-Each suite is a module `eval/bench_<suite>.py` with `run_bench(cfg, quick: bool) -> list[dict]`,
-one dict per row; the first row's keys are the table's columns. A row with a non-empty `error` is a
+Each suite is a module with `run_bench(cfg, quick: bool) -> list[dict]` (`eval/bench_indexing.py`,
+`eval/bench_training.py`, `assistant/bench_serving.py`, which drives the app and so sits with it, and
+the opt-in `eval/bench_curve.py`), one dict per row; the first row's keys are the table's columns. A row with a non-empty `error` is a
 measurement that failed: the table still prints every row, and the command exits 1.
 """
 from __future__ import annotations
@@ -13,8 +14,8 @@ import importlib
 import sys
 
 HELP = "Benchmarks: indexing, training and serving speed on this machine."
-SUITES = ("indexing", "training", "serving")
-OPT_IN = ("curve",)          # trains and evaluates several times: only when asked for by name
+SUITES = {"indexing": "eval.bench_indexing", "training": "eval.bench_training", "serving": "assistant.bench_serving"}
+OPT_IN = {"curve": "eval.bench_curve"}      # trains and evaluates several times: only when asked for by name
 
 
 def add_arguments(parser):
@@ -24,28 +25,19 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="Smaller sizes, for a first look.")
 
 
-def format_table(rows: list[dict]) -> str:
-    if not rows:
-        return "(no rows)"
-    columns = list(rows[0])
-    cells = [[f"{row.get(c):.3g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join(lines)
-
-
 def run(args, cfg):
     from assistant.cli import emit
+    from eval.report import format_table
 
-    unknown = [suite for suite in args.suites if suite not in (*SUITES, *OPT_IN)]
+    modules = {**SUITES, **OPT_IN}
+    unknown = [suite for suite in args.suites if suite not in modules]
     if unknown:
-        print(f"assistant bench: no suite {', '.join(unknown)}; choose from {', '.join((*SUITES, *OPT_IN))}",
+        print(f"assistant bench: no suite {', '.join(unknown)}; choose from {', '.join(modules)}",
               file=sys.stderr)
         return 2
     results, text = {}, []
     for suite in args.suites or SUITES:
-        module = importlib.import_module(f"eval.bench_{suite}")
+        module = importlib.import_module(modules[suite])
         rows = module.run_bench(cfg, quick=args.quick)
         results[suite] = rows
         text.append(f"## {suite}\n{format_table(rows)}")

@@ -26,18 +26,16 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
         return None
     user, colon, password = value.partition(":")
     if not colon or not user or not password:
-        raise ValueError("--share-auth must look like user:password")
+        from assistant.core.config import ConfigError
+
+        raise ConfigError("--share-auth must look like user:password")
     return user, password
 
 
 def run(args, cfg):
     from assistant.app import launch
 
-    try:
-        auth = parse_auth(args.share_auth)
-    except ValueError as err:
-        print(f"assistant chat: {err}", file=sys.stderr)
-        return 2
+    auth = parse_auth(args.share_auth)
     if args.host not in LOOPBACK and auth is None:
         print(f"assistant chat: --host {args.host} opens the app to other machines; add --share-auth user:password",
               file=sys.stderr)

@@ -5,7 +5,6 @@
     assistant eval --questions my_questions.jsonl     # your own questions (only "question" is required)
     assistant eval --judge-url http://localhost:8000/v1 --judge-model qwen2.5-7b-instruct   # + LLM-judged metrics
     assistant eval --compare 20260101-120000 20260102-090000
-    assistant eval --retrieval                        # hit rate and MRR of each retriever
 
 Without a questions file and without <corpus>/../eval/heldout.jsonl, a test set is generated from the
 documents held out of training and kept as <workspace>/questions.generated.jsonl.
@@ -16,12 +15,13 @@ import json
 import sys
 from pathlib import Path
 
+from assistant.core.modes import Mode
+
 HELP = "score the four answer paths side by side (RAGAS + key facts, with 95 percent intervals)"
-MODES = ("base", "rag", "offline", "hybrid")
 
 
 def add_arguments(parser):
-    parser.add_argument("--modes", default=",".join(MODES),
+    parser.add_argument("--modes", default=",".join(Mode),
                         help="Comma-separated paths to score (default: base,rag,offline,hybrid).")
     parser.add_argument("--questions", dest="questions", type=Path,
                         help="Held-out questions (JSONL; only `question` is required). Default: the corpus's "
@@ -34,14 +34,12 @@ def add_arguments(parser):
     parser.add_argument("--judge-model", dest="eval.judge_model", help="Judge model name at that endpoint.")
     parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                         help="Diff two earlier runs (run ids under the evals folder, or their paths).")
-    parser.add_argument("--retrieval", action="store_true",
-                        help="Score the retrievers (hit rate@k, MRR) on the questions instead of the answers.")
 
 
 def _run_folder(cfg, name: str) -> Path:
     folder = Path(name) if Path(name).is_dir() else cfg.evals_dir / name
     if not (folder / "summary.json").exists():
-        from assistant.config import ConfigError
+        from assistant.core.config import ConfigError
 
         raise ConfigError(f"{folder}: no evaluation run here (summary.json missing); "
                           f"list the runs with `ls {cfg.evals_dir}`")
@@ -60,45 +58,20 @@ def _compare(args, cfg) -> int:
     return 0
 
 
-def _retrieval(args, cfg) -> int:
-    from assistant.cli import emit
-    from eval.evaluate import choose_questions
-    from eval.retrieval_quality import score_retrievers
-
-    questions = choose_questions(cfg, None).questions
-    if cfg.eval.limit:
-        questions = questions[:cfg.eval.limit]
-    scores = score_retrievers(cfg, questions)
-    names = sorted({key for row in scores.values() for key in row})
-    lines = ["retriever  " + "  ".join(f"{n:>10}" for n in names)]
-    for mode, row in scores.items():
-        lines.append(f"{mode:<10} " + "  ".join(f"{row.get(n, float('nan')):>10.3f}" if isinstance(row.get(n), float)
-                                               else f"{row.get(n, '—')!s:>10}" for n in names))
-    emit(args, {"retrievers": scores}, "\n".join(lines))
-    return 0
-
-
 def run(args, cfg) -> int:
     from assistant.cli import emit
-    from eval.questions import QuestionsError
 
-    try:
-        if args.compare:
-            return _compare(args, cfg)
-        if args.retrieval:
-            return _retrieval(args, cfg)
-        from eval.evaluate import evaluate
+    if args.compare:
+        return _compare(args, cfg)
+    from eval.evaluate import evaluate
 
-        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-        unknown = [m for m in modes if m not in MODES]
-        if unknown or not modes:
-            print(f"assistant eval: unknown path(s) {', '.join(unknown) or '(none)'}; "
-                  f"choose from --modes {','.join(MODES)}", file=sys.stderr)
-            return 2
-        report = evaluate(cfg, modes=modes, progress=not args.json)
-    except QuestionsError as err:
-        print(f"assistant eval: {err}", file=sys.stderr)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in tuple(Mode)]
+    if unknown or not modes:
+        print(f"assistant eval: unknown path(s) {', '.join(unknown) or '(none)'}; "
+              f"choose from --modes {','.join(Mode)}", file=sys.stderr)
         return 2
+    report = evaluate(cfg, modes=modes, progress=not args.json)
     recommendation = report.summary["recommendation"]
     text = (f"{report.table}\n\nRecommendation: {recommendation['verdict']}. "
             + " ".join(recommendation["reasons"]) + f"\n\nReport: {report.report_dir / 'report.html'}")

@@ -9,7 +9,6 @@ skipped (each is listed with the reason and the fix); everything else was indexe
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 HELP = "Index documents (Markdown, text, PDF, HTML, DOCX) into the knowledge base."
@@ -29,11 +28,7 @@ def run(args, cfg):
     from assistant.cli import emit
     from indexing.store import build_index
 
-    try:
-        report = build_index(cfg, args.paths or None, prune=args.prune, progress=not args.json)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"assistant index: {err}", file=sys.stderr)
-        return 2
+    report = build_index(cfg, args.paths or None, prune=args.prune, progress=not args.json)
     lines = [f"Indexed {report.files - len(report.skipped)} of {report.files} files into "
              f"{cfg.chroma_url or cfg.kb_dir} in {report.seconds:.1f} s: "
              f"{report.chunks_added} chunks added, {report.chunks_unchanged} unchanged, "

@@ -19,26 +19,21 @@ def add_arguments(parser):
     parser.add_argument("--mode", dest="retrieve.retriever", choices=("hybrid", "vector", "bm25"),
                         help="Retriever (default: hybrid).")
     parser.add_argument("--doc", help="Only chunks of this document id.")
-    parser.add_argument("--questions", dest="questions", type=Path, help="Held-out questions for --quality (JSONL).")
+    parser.add_argument("--questions", dest="questions", type=Path,
+                        help="Held-out questions for --quality (JSONL); default: the corpus's own, else generated.")
     parser.add_argument("--quality", action="store_true",
                         help="Instead of searching: hit-rate@1/3/5 and MRR of each retriever on the held-out questions.")
 
 
 def run(args, cfg):
-    from indexing.store import IndexNotFound
-
-    try:
-        if args.quality:
-            return _quality(args, cfg)
-        if not args.query:
-            print("assistant search: give a query, e.g. assistant search \"corporate card limit\"", file=sys.stderr)
-            return 2
-        from indexing.retrieve import open_retriever
-
-        hits = open_retriever(cfg).search(args.query, where={"doc_id": args.doc} if args.doc else None)
-    except IndexNotFound as err:
-        print(f"assistant search: {err}", file=sys.stderr)
+    if args.quality:
+        return _quality(args, cfg)
+    if not args.query:
+        print("assistant search: give a query, e.g. assistant search \"corporate card limit\"", file=sys.stderr)
         return 2
+    from indexing.retrieve import open_retriever
+
+    hits = open_retriever(cfg).search(args.query, where={"doc_id": args.doc} if args.doc else None)
     rows = [{"id": h.chunk.id, "text": h.chunk.text, "score": round(h.score, 4), "source": h.chunk.source,
              "title": h.chunk.title, "section": h.chunk.section, "doc_id": h.chunk.doc_id, "page": h.chunk.page}
             for h in hits]
@@ -56,22 +51,10 @@ def run(args, cfg):
 
 def _quality(args, cfg):
     from assistant.cli import emit
-    from eval.questions import QuestionsError, load_questions
-    from eval.retrieval_quality import score_retrievers
+    from eval.evaluate import choose_questions
+    from eval.retrieval_quality import quality_table, score_retrievers
 
-    path = cfg.questions_path
-    if path is None:
-        print("assistant search --quality: no held-out questions; pass --questions FILE.jsonl", file=sys.stderr)
-        return 2
-    try:
-        questions = load_questions(path)
-    except QuestionsError as err:
-        print(f"assistant search --quality: {err}", file=sys.stderr)
-        return 2
-    scores = score_retrievers(cfg, questions)
-    lines = [f"Retrieval quality on {path} (questions that name source_ids):",
-             f"{'retriever':<10} {'n':>4} {'hit@1':>7} {'hit@3':>7} {'hit@5':>7} {'MRR':>7}"]
-    lines += [f"{mode:<10} {s['n']:>4} {s['hit_rate@1']:>7.3f} {s['hit_rate@3']:>7.3f} "
-              f"{s['hit_rate@5']:>7.3f} {s['mrr']:>7.3f}" for mode, s in scores.items()]
-    emit(args, scores, "\n".join(lines))
+    chosen = choose_questions(cfg, None)
+    scores = score_retrievers(cfg, chosen.questions)
+    emit(args, scores, f"Retrieval quality on {chosen.path} (questions that name source_ids):\n{quality_table(scores)}")
     return 0

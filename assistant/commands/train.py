@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 HELP = "LoRA fine-tuning of the base model on the synthesised pairs (or the corpus, --objective cpt)."
@@ -37,13 +36,9 @@ def add_arguments(parser):
 
 def run(args, cfg):
     from assistant.cli import emit
-    from training.sft import TrainDataError, train_adapter
+    from training.sft import train_adapter
 
-    try:
-        report = train_adapter(cfg, dataset=args.dataset, resume=args.resume, progress=True)
-    except (TrainDataError, MemoryError) as err:
-        print(f"assistant train: {err}", file=sys.stderr)
-        return 2
+    report = train_adapter(cfg, dataset=args.dataset, resume=args.resume, progress=True)
     result = {key: value for key, value in report.to_dict().items()
               if key in ("adapter", "train_loss", "val_loss", "steps", "tokens_per_s", "stopped_early", "precision",
                          "tokens", "exposures", "plan")}

@@ -20,7 +20,6 @@ or choices, replacing their defaults (assistant/tune_space.py lists them):
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 HELP = "choose training and data-mix settings by their validation scores (Optuna), then check on held-out"
@@ -39,15 +38,9 @@ def add_arguments(parser):
 
 def run(args, cfg):
     from assistant.cli import emit
-    from assistant.tune import TuneError, tune
-    from eval.questions import QuestionsError
-    from training.sft import TrainDataError
+    from assistant.tune import tune
 
-    try:
-        report = tune(cfg, space_path=args.space, progress=not args.json)
-    except (QuestionsError, TrainDataError, TuneError, MemoryError) as err:
-        print(f"assistant tune: {err}", file=sys.stderr)
-        return 2
+    report = tune(cfg, space_path=args.space, progress=not args.json)
     emit(args, report.to_dict(), _text(report))
     return 0
 

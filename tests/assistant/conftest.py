@@ -37,7 +37,7 @@ def write_tiny_adapter(model_dir: Path, target: Path) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from assistant.manifest import build_manifest, write_manifest
+    from assistant.core.manifest import build_manifest, write_manifest
 
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -48,7 +48,7 @@ def write_tiny_adapter(model_dir: Path, target: Path) -> Path:
 
 
 def make_config(root: Path, model_dir: Path, **extra):
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     corpus = root / "corpus"
     if not corpus.exists():

@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from assistant.prompts import REFUSAL, SYSTEM
-from assistant.answer import (EMPTY_REPLY, MODES, Answer, Assistant, bounded_history, message_text,
-                              prompt_messages)
-from indexing.records import Chunk, Hit
+from assistant.answer import EMPTY_REPLY, Answer, Assistant, bounded_history, message_text, prompt_messages
+from assistant.core.modes import Mode
+from assistant.core.prompts import REFUSAL, SYSTEM
+from assistant.core.records import Chunk, Hit
 
 QUESTION = "How much does a household membership cost per year?"
 
@@ -19,10 +19,10 @@ def test_every_path_answers_and_only_retrieval_paths_cite(assistant):
     searched = {h.chunk.id for h in assistant.retriever.search(QUESTION)}
     assert expected_ids and set(expected_ids) <= searched
     assert sum(len(h.chunk.text.split("\n")) for h in expected) <= assistant.cfg.retrieve.sentences
-    for mode in MODES:
+    for mode in Mode:
         answer = assistant.answer(QUESTION, mode)
         assert answer.mode == mode and answer.text and answer.tokens > 0
-        if mode in ("rag", "hybrid"):
+        if mode.retrieves:
             assert [h.chunk.id for h in answer.hits] == expected_ids
             assert [h.chunk.text for h in answer.hits] == [h.chunk.text for h in expected]
             assert any(h.chunk.doc_id == "membership-fees" for h in answer.hits)

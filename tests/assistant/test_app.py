@@ -5,7 +5,7 @@ import json
 
 from assistant.app import (compare, latest_report, model_history, respond, safe_upload_name, search_pairs,
                            store_uploads, upload_folder)
-from assistant.manifest import build_manifest, write_manifest
+from assistant.core.manifest import build_manifest, write_manifest
 
 QUESTION = "How much does a household membership cost per year?"
 
@@ -67,9 +67,10 @@ def test_dataset_and_report_readers(kb_cfg, tmp_path):
     folder.mkdir(parents=True)
     pairs = [{"messages": [{"role": "system", "content": "s"},
                            {"role": "user", "content": "Context:\n[1] Fees\n$90\n\nQuestion: What is the household fee?"},
-                           {"role": "assistant", "content": "$90 [1]"}], "meta": {"type": "raft", "doc_id": "membership-fees"}},
+                           {"role": "assistant", "content": "$90 [1]"}], "meta": {"type": "raft", "doc_id": "membership-fees",
+                                                                  "question": "What is the household fee?"}},
              {"messages": [{"role": "user", "content": "Who runs Youth Build?"}, {"role": "assistant", "content": "Ines."}],
-              "meta": {"type": "qa", "doc_id": "workshop-hours"}}]
+              "meta": {"type": "qa", "doc_id": "workshop-hours", "question": "Who runs Youth Build?"}}]
     (folder / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
     write_manifest(folder, build_manifest("dataset", inputs={}, config={}, seed=0))
     summary, rows = search_pairs(cfg, "train", "household")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.manifest import build_manifest, write_manifest
+from assistant.core.manifest import build_manifest, write_manifest
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +47,7 @@ def write_dataset_and_report(cfg) -> None:
              ("raft", "Context:\n[1] Membership Fees > Fee tiers\n...\n\nQuestion: What does a senior pay?", "$24 a year [1].", "membership-fees"),
              ("refusal", "What is the parking fee?", "The knowledge base does not cover this.", "")]
     (data / "train.jsonl").write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": q}, {"role": "assistant", "content": a}], "meta": {"type": t, "doc_id": d}}) + "\n"
+        {"role": "user", "content": q}, {"role": "assistant", "content": a}], "meta": {"type": t, "doc_id": d, "question": q.rpartition("Question: ")[2]}}) + "\n"
         for t, q, a, d in pairs))
     (data / "validation.jsonl").write_text("")
     write_manifest(data, build_manifest("dataset", inputs={}, config={}, seed=0))

@@ -11,7 +11,8 @@ def _summary(run_id: str, scores: dict[str, float]) -> dict:
              for mode, value in scores.items()}
     halves = {half: {"paths": {"hybrid": {"key_fact_accuracy": {"mean": scores["hybrid"] + delta}}}}
               for half, delta in (("dev half", -0.01), ("test half", 0.01))}
-    return {"run_id": run_id, "sets": {"heldout": {"paths": paths, "breakdowns": {"subsets": halves}}}}
+    refusal = {"hybrid": {"wrongly_refused": 0.04}}
+    return {"run_id": run_id, "sets": {"heldout": {"paths": paths, "breakdowns": {"subsets": halves, "refusal": refusal}}}}
 
 
 def _adapter(folder, steps: list[int], tokens: list[int]):
@@ -28,6 +29,7 @@ def test_rows_sum_the_stages_and_the_plot_and_table_are_written(tmp_path):
                       _summary("r2", {"base": 0.02, "rag": 0.24, "offline": 0.12, "hybrid": 0.55}))
     assert small["steps"] == 15 and small["tokens"] == 29_000 and small["passes"] == 0.1
     assert small["hybrid"] == 30.0 and small["hybrid_ci"] == [25.0, 35.0] and small["hybrid_dev"] == 29.0
+    assert small["hybrid_wrongly_refused"] == 4.0
     assert large["offline"] == 12.0 and large["adapter"] == "b" and large["eval"] == "r2"
 
     png = write_curve(tmp_path / "evals", [large, small])

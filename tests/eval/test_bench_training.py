@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from assistant.cli import main
-from assistant.manifest import MANIFEST
+from assistant.core.manifest import MANIFEST
 from eval import bench_training
 from eval.bench_training import VARIANTS, bench_precisions, gemm_gflops, model_shapes, run_bench, variant_result
 
@@ -14,7 +14,7 @@ from eval.bench_training import VARIANTS, bench_precisions, gemm_gflops, model_s
 def short_pairs_dataset(cfg, count: int = 28) -> None:
     """A dataset of short closed-book pairs where the bench looks first: TRL's loss runs the 262k-row LM head
     on every position on a CPU, so long pairs would make its variants most of the test's time."""
-    from assistant.prompts import build_messages
+    from assistant.core.prompts import build_messages
 
     folder = cfg.datasets_dir / "short"
     folder.mkdir(parents=True)

@@ -1,11 +1,12 @@
 """The eval budget: held-out questions are all answered; the checks around them shrink to fit, and say so."""
 from __future__ import annotations
 
+from assistant.core.modes import Mode
 from eval.evaluate import fit_extras
 from eval.paths import PathAnswer
 from eval.questions import Question
 
-MODES = ["base", "rag", "offline", "hybrid"]
+MODES = [m.value for m in Mode]
 
 
 def answers(seconds: float) -> list[PathAnswer]:

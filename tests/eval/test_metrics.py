@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.prompts import REFUSAL
-from eval.metrics import Sample, contains_fact, is_refusal, offline_metrics, score_sample
+from assistant.core.figures import contains_fact
+from assistant.core.prompts import REFUSAL
+from eval.metrics import Sample, is_refusal, offline_metrics, score_sample
 from eval.questions import Question
 
 
@@ -109,3 +110,20 @@ def test_unanswerable_is_scored_on_refusal_only():
     values, reasons = score_sample(Sample(unanswerable, "hybrid", REFUSAL, []), offline_metrics())
     assert values["refusal"] == 1.0
     assert values["key_fact_accuracy"] is None and "refusal" in reasons["key_fact_accuracy"]
+
+
+def test_judged_metrics_without_a_reachable_judge_are_missing_with_reasons():
+    """score_judged never raises: a judge that cannot be reached leaves every judged value None, each with
+    the reason, one row per sample in order; a path without context is not judged for faithfulness at all."""
+    from eval.metrics import JUDGED_METRICS, score_judged
+    from eval.ragas_compat import LocalEmbeddings
+
+    question = Question(id="q1", question="What is the household fee?", reference="$90 a year.", key_facts=("$90",))
+    samples = [Sample(question, "base", "It is $90.", None), Sample(question, "rag", "It is $90 [1].", ["Fees: $90 a year."])]
+    rows = score_judged(samples, "http://127.0.0.1:9/v1", "judge", embeddings=LocalEmbeddings(model=None), concurrency=2)
+    assert len(rows) == 2
+    for values, reasons in rows:
+        assert set(values) == set(JUDGED_METRICS) and all(v is None for v in values.values())
+        assert set(reasons) == set(JUDGED_METRICS) and all(reasons.values())
+    assert rows[0][1]["faithfulness"] == "no retrieved context in the base path to be faithful to"
+    assert "Connection" in rows[1][1]["faithfulness"]

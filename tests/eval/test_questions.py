@@ -48,12 +48,13 @@ def test_validation_pairs_become_questions(tmp_path):
     pairs = [
         {"messages": [{"role": "user", "content": "What is the cap?"},
                       {"role": "assistant", "content": "[2] $310 a night, TR-88 first."}],
-         "meta": {"type": "qa", "doc_id": "travel"}},
+         "meta": {"type": "qa", "doc_id": "travel", "question": "What is the cap?"}},
         {"messages": [{"role": "user", "content": "Context:\n[1] x\n\nQuestion: What is the cap?"},
-                      {"role": "assistant", "content": "$310 [1]."}], "meta": {"type": "raft", "doc_id": "travel"}},
+                      {"role": "assistant", "content": "$310 [1]."}], "meta": {"type": "raft", "doc_id": "travel",
+                                                                    "question": "What is the cap?"}},
         {"messages": [{"role": "user", "content": "Who won the cup?"},
                       {"role": "assistant", "content": "The knowledge base does not cover this."}],
-         "meta": {"type": "refusal"}},
+         "meta": {"type": "refusal", "question": "Who won the cup?"}},
     ]
     (dataset / "validation.jsonl").write_text("\n".join(json.dumps(p) for p in pairs) + "\n")
     questions, path = load_validation_pairs(tmp_path / "datasets")

@@ -5,13 +5,14 @@ import json
 
 import numpy as np
 
-from assistant.config import load_config
-from assistant.manifest import read_manifest
+from assistant.core.config import load_config
+from assistant.core.manifest import read_manifest
+from assistant.core.modes import Mode
 from eval.evaluate import QuestionSource, summarise, write_report
 from eval.questions import Question
 from eval.report import compare_runs
 
-MODES = ["base", "rag", "offline", "hybrid"]
+MODES = [m.value for m in Mode]
 # Hand-made domain scores: each path better than the one before, so the verdicts are known.
 LEVELS = {"base": 0.1, "rag": 0.4, "offline": 0.3, "hybrid": 0.7}
 

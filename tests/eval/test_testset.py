@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from eval.metrics import contains_fact
+from assistant.core.figures import contains_fact
 from eval.testset import GENERATED_NAME, generated_questions, question_from_sentence
 
 

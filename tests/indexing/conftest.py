@@ -12,7 +12,7 @@ TINY_CORPUS = Path(__file__).parent.parent / "fixtures" / "tiny_corpus"
 
 def index_config(corpus: Path, workspace: Path, **overrides):
     """The real packaged embedder; everything written under `workspace`."""
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     return load_config(overrides={"corpus": str(corpus), "workspace": str(workspace), **overrides})
 

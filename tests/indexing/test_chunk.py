@@ -6,7 +6,7 @@ from indexing.ingest import SourceDocument
 
 
 def _tokenize():
-    from assistant.config import load_config
+    from assistant.core.config import load_config
     from indexing.embed import load_tokenize
 
     return load_tokenize(load_config())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.config import load_config
+from assistant.core.config import load_config
 from indexing.store import build_index, index_fingerprint, load_chunks, open_collection
 
 BATCH = 4   # small batches: the store gains a few dozen chunks at a time, so the kill lands mid-way

@@ -58,7 +58,7 @@ def test_defaults_come_from_the_config(retriever):
 
 
 def test_no_index_is_a_clear_error(tmp_path):
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     with pytest.raises(IndexNotFound, match=r"no index at .*run `assistant index` first"):
         open_retriever(load_config(overrides={"workspace": str(tmp_path / "empty")}))

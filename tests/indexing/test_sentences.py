@@ -1,7 +1,7 @@
 """The units a chunk is read in: sentences, list items, table rows told in words."""
 from __future__ import annotations
 
-from indexing.records import Chunk
+from assistant.core.records import Chunk
 from indexing.sentences import unit_texts
 
 

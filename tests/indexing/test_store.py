@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from assistant.manifest import read_manifest
+from assistant.core.config import ConfigError
+from assistant.core.manifest import read_manifest
 from indexing.store import IndexNotFound, build_index, index_fingerprint, load_chunks
 
 
@@ -88,7 +89,7 @@ def test_every_format_is_indexed_with_citation_metadata(cfg, every_format):
 def test_another_embedder_cannot_write_into_the_store(cfg, tmp_path):
     build_index(cfg, progress=False)
     other = cfg.model_copy(update={"embed_model": str(tmp_path / "some-other-model")})
-    with pytest.raises(ValueError, match="was embedded with"):
+    with pytest.raises(ConfigError, match="was embedded with"):
         build_index(other, progress=False)
 
 

@@ -207,7 +207,7 @@ def test_a_too_short_key_is_refused_by_name(capsys):
 
 @pytest.mark.guards("works")
 def test_the_key_never_reaches_a_dump_of_the_config(monkeypatch):
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     monkeypatch.setenv("ASSISTANT_API_KEY", KEY)
     cfg = load_config()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.manifest import read_manifest
+from assistant.core.manifest import read_manifest
 from indexing.store import build_index, index_fingerprint, load_chunks, open_collection
 from tests.reliability.conftest import index_config
 

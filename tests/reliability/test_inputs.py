@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.config import ConfigError, load_config
+from assistant.core.config import ConfigError, load_config
 from eval.questions import QuestionsError, load_questions
 
 QUESTION_FILES = {
@@ -117,7 +117,7 @@ def test_notices_go_to_stderr(tmp_path, capsys, monkeypatch):
     """The first run's conversion notice once came before --json's object on stdout."""
     import transformers
 
-    from assistant import models
+    from assistant.core import models
 
     def stop(*args, **kwargs):
         raise RuntimeError("stop after the notice")

@@ -18,10 +18,11 @@ TINY_QUESTIONS = REPO / "tests" / "fixtures" / "tiny_questions.jsonl"
 def test_build_dataset_writes_every_type_split_by_phrasing_and_both_exports(tiny_cfg):
     from datasets import load_from_disk
 
-    from assistant.prompts import REFUSAL
+    from assistant.core.prompts import REFUSAL
     from indexing.store import build_index
     from training.dataset import build_dataset
 
+    tiny_cfg.synth.refusals = 6          # off by default; a user who turns them on gets them
     build_index(tiny_cfg, progress=False)
     report = build_dataset(tiny_cfg, progress=False)
     folder = report.dataset
@@ -75,7 +76,7 @@ def _synth_command(workspace: Path, model: Path) -> tuple[list[str], dict]:
 
 
 def test_a_killed_run_resumes_to_the_same_dataset_as_an_uninterrupted_one(tmp_path, tiny_model_dir):
-    from assistant.config import load_config
+    from assistant.core.config import load_config
     from indexing.store import build_index, load_chunks
     from training.dataset import build_dataset
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.prompts import REFUSAL
-from indexing.records import Chunk, Hit
+from assistant.core.prompts import REFUSAL
+from assistant.core.records import Chunk, Hit
 from training.gates import apply_gates, check_format, drop_duplicates, drop_leaked, is_grounded
 from training.pairs import pair_record, refusal_pair
 from training.split import split_by_phrasing
@@ -50,10 +50,10 @@ def test_format_gate_wants_a_question_and_a_short_answer():
 
 
 def embed_with_minilm():
-    from assistant.config import load_config
-    from assistant.models import load_embedder
+    from assistant.core.config import load_config
+    from assistant.core.models import load_embedder
 
-    model = load_embedder(load_config())
+    model = load_embedder(load_config().embed_model)
     return lambda texts: model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
 
 

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from assistant.prompts import REFUSAL, build_messages
-from indexing.records import Chunk, Hit
+from assistant.core.prompts import REFUSAL, build_messages
+from assistant.core.records import Chunk, Hit
 from training.generators import ExtractiveGenerator, make_generator, parse_llm_points
 from training.pairs import points_to_output_pair, qa_pairs, raft_pair, refusal_pair, refusal_questions
 
@@ -53,7 +53,7 @@ def test_qa_pair_is_the_answer_prompt_plus_the_answer():
     assert record["messages"][-1] == {"role": "assistant", "content": point.answer}
     assert record["meta"] | {"question": None} == {"type": "qa", "chunk_ids": ["c-receipts"], "doc_id": "expense-policy",
                                                  "generator": "extractive", "prompt_version": "v1", "question": None,
-                                                 "point_id": point.id, "round": 0}
+                                                 "with_context": False, "point_id": point.id, "round": 0}
 
 
 def test_points_to_output_asks_for_the_section_and_gets_the_original_text():
@@ -201,7 +201,7 @@ def test_openai_generator_speaks_the_chat_completions_api(tiny_cfg):
 
 
 def test_openai_generator_without_url_is_a_clear_config_error(tiny_cfg):
-    from assistant.config import ConfigError
+    from assistant.core.config import ConfigError
 
     synth = tiny_cfg.synth.model_copy(update={"generator": "openai"})
     with pytest.raises(ConfigError, match="--generator-url"):

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from assistant.config import ConfigError
-from assistant.prompts import build_messages
-from training.sft import TrainDataError, dataset_rows, pack_rows, read_dataset, tokenize_pairs, train_adapter
+from assistant.core.config import ConfigError
+from assistant.core.errors import TrainDataError
+from assistant.core.prompts import build_messages
+from training.sft import dataset_rows, pack_rows, read_dataset, tokenize_pairs, train_adapter
 from training.trainer import PackedRowsCollator, stop_reason
 
 TINY_QUESTIONS = Path(__file__).parents[1] / "fixtures" / "tiny_questions.jsonl"
@@ -56,7 +57,8 @@ def write_pairs(folder: Path, copies: int = 3) -> Path:
     """The tiny corpus's held-out facts as question -> reference pairs, repeated so they can be memorised."""
     facts = [json.loads(line) for line in TINY_QUESTIONS.read_text().splitlines() if line.strip()]
     records = [{"messages": build_messages(f["question"]) + [{"role": "assistant", "content": f["reference"]}],
-                "meta": {"type": "qa", "chunk_ids": [], "doc_id": f["source_ids"][0] if f["source_ids"] else None}}
+                "meta": {"type": "qa", "chunk_ids": [], "doc_id": f["source_ids"][0] if f["source_ids"] else None,
+                         "question": f["question"]}}
                for f in facts]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records * copies))
@@ -66,7 +68,7 @@ def write_pairs(folder: Path, copies: int = 3) -> Path:
 
 def test_answer_tokens_are_the_templates_generation_tokens(tiny_cfg, tmp_path):
     """Our prompt/completion split labels exactly what the chat template marks with {% generation %}."""
-    from assistant.models import load_tokenizer
+    from assistant.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_cfg)
     dataset = write_pairs(tmp_path / "ds", copies=1)
@@ -82,7 +84,7 @@ def test_answer_tokens_are_the_templates_generation_tokens(tiny_cfg, tmp_path):
 
 def test_packed_rows_attend_only_within_each_pair(tiny_cfg):
     """Two pairs packed in one row give the same logits as each pair alone (block-diagonal mask)."""
-    from assistant.models import load_base_model
+    from assistant.core.models import load_base_model
 
     model, _ = load_base_model(tiny_cfg)
     first, second = list(range(10, 40)), list(range(50, 70))
@@ -108,7 +110,7 @@ def test_stop_reason_tells_overfitting_from_a_plateau():
 
 @pytest.mark.parametrize("content, expected", [
     ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{oops\n',
-     "train.jsonl:2: not JSON"),
+     "train.jsonl:2: not valid JSON"),
     ('{"messages": [{"role": "user", "content": "hi"}]}\n', "train.jsonl:1: the last message must be"),
     ("", "train.jsonl: no pairs"),
 ])
@@ -120,7 +122,7 @@ def test_bad_datasets_name_the_file_and_line(tiny_cfg, tmp_path, content, expect
 
 
 def test_a_missing_or_empty_validation_split_gives_no_validation_rows(tiny_cfg, tmp_path):
-    from assistant.models import load_tokenizer
+    from assistant.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_cfg)
     dataset = write_pairs(tmp_path / "ds", copies=1)
@@ -152,7 +154,7 @@ def test_qlora_on_cpu_says_it_needs_cuda(tiny_cfg, tmp_path):
 def test_loss_falls_and_the_adapter_is_complete_and_loads(train_cfg, tmp_path):
     from peft import PeftModel
 
-    from assistant.models import load_base_model, load_tuned_model
+    from assistant.core.models import load_base_model, load_tuned_model
 
     cfg = train_cfg
     dataset = write_pairs(tmp_path / "ds")
@@ -181,7 +183,7 @@ def test_loss_falls_and_the_adapter_is_complete_and_loads(train_cfg, tmp_path):
 
 
 def test_adapter_round_trip_gives_identical_logits(tiny_cfg, tmp_path):
-    from assistant.models import load_tuned_model
+    from assistant.core.models import load_tuned_model
     from training.sft import lora_model
 
     tiny_cfg.train.bf16 = False          # fp32 like load_tuned_model's default, so equal means bit for bit
@@ -215,7 +217,7 @@ def test_a_killed_run_resumes_and_ends_at_the_same_step_count(train_cfg, tmp_pat
     killed_at = [int(p.name.split("-")[1]) for p in cfg.adapters_dir.glob(".*.run/sft/checkpoint-*")]
     assert killed_at and not list(cfg.adapters_dir.glob("[!.]*")), "a killed run leaves no adapter behind"
 
-    from assistant.models import load_tokenizer
+    from assistant.core.models import load_tokenizer
 
     rows, _ = dataset_rows(read_dataset(dataset), load_tokenizer(cfg), cfg.train.max_seq_len)
     expected = math.ceil(len(pack_rows(rows, cfg.train.max_seq_len)) / cfg.train.batch_size) * 4
@@ -231,3 +233,38 @@ def test_continued_pretraining_runs_on_the_corpus(train_cfg):
     manifest = json.loads((report.adapter / "manifest.json").read_text())
     assert report.steps > 0 and report.train_loss is not None
     assert "corpus_chunks" in manifest["inputs"] and "dataset" not in manifest["inputs"]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_loss_on_answer_tokens_equals_trls_loss_on_the_same_batch(train_cfg, tmp_path, monkeypatch, processes):
+    """compute_loss runs the LM head only where labels are; it must give TRL's value on the same packed batch,
+    including the factor that undoes DDP's gradient averaging when tokens are counted over all processes."""
+    from datasets import Dataset
+
+    from assistant.core.models import load_tokenizer
+    from training.sft import lora_model
+    from training.trainer import CompletionLossTrainer, training_arguments
+
+    train_cfg.train.bf16 = False
+    tokenizer = load_tokenizer(train_cfg)
+    rows, _ = dataset_rows(read_dataset(write_pairs(tmp_path / "ds", copies=1)), tokenizer, train_cfg.train.max_seq_len)
+    packs = pack_rows(rows, train_cfg.train.max_seq_len)
+    trainer = CompletionLossTrainer(
+        model=lora_model(train_cfg, turn_rows=False), processing_class=tokenizer,     # TRL cannot train turn rows
+        train_dataset=Dataset.from_list(packs),
+        args=training_arguments(train_cfg, tmp_path / "out", has_validation=False, max_steps=1, save_strategy="no",
+                                report_to=[]),
+        data_collator=PackedRowsCollator(tokenizer.pad_token_id))
+    batch = PackedRowsCollator(tokenizer.pad_token_id)(packs[:2])
+    tokens = int((batch["labels"][:, 1:] != -100).sum())
+    counted = None
+    if processes > 1:       # this process holds half the batch's tokens; the other process the rest
+        monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: processes))
+        trainer.args.average_tokens_across_devices = True
+        counted = torch.tensor(tokens * processes)
+    trainer.model.eval()
+    with torch.no_grad():
+        ours = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=counted)
+        trainer.loss_positions_only = False
+        trls = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=counted)
+    assert float(ours) == pytest.approx(float(trls), rel=1e-5)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from indexing.records import Hit
+from assistant.core.records import Hit
 
 PROMPT_VERSION = "answer-v3"
 

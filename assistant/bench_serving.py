@@ -10,15 +10,16 @@ without it, rag (the same weights minus the LoRA) stands in and the row says so.
 """
 from __future__ import annotations
 
-import json
 import socket
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from assistant.answer import MODES, Assistant, prompt_messages
-from assistant.config import Config
+from assistant.answer import Assistant, prompt_messages
+from assistant.core.config import Config
+from assistant.core.jsonl import read_jsonl
+from assistant.core.modes import Mode
 
 FALLBACK_QUESTIONS = [
     "Who approves a purchase order over 25,000 EUR?", "How do I report a lost corporate card?",
@@ -40,8 +41,7 @@ def bench_questions(cfg: Config, count: int) -> list[str]:
     path = cfg.questions_path
     questions = []
     if path is not None and path.exists():
-        with open(path, encoding="utf-8") as handle:
-            questions = [json.loads(line)["question"] for line in handle if line.strip()]
+        questions = [record["question"] for _, record in read_jsonl(path)]
     questions = questions or FALLBACK_QUESTIONS
     return [questions[i % len(questions)] for i in range(count)]
 
@@ -66,8 +66,8 @@ def bench_retrieval(assistant: Assistant, questions: list[str]) -> list[dict]:
 def bench_paths(assistant: Assistant, questions: list[str], max_new_tokens: int) -> list[dict]:
     """One request at a time, streamed: tokens/s per path, and time to first token on hybrid."""
     rows, first_tokens = [], {}
-    for mode in MODES:
-        if mode in ("offline", "hybrid") and not assistant.has_adapter:
+    for mode in Mode:
+        if mode.tuned and not assistant.has_adapter:
             rows.append(row(f"{mode}: tokens/s", None, "tokens/s", "", "no adapter yet (assistant train)"))
             continue
         answers = [assistant.answer(q, mode, max_new_tokens=max_new_tokens) for q in questions]
@@ -87,17 +87,14 @@ def bench_paths(assistant: Assistant, questions: list[str], max_new_tokens: int)
 def bench_batching(assistant: Assistant, questions: list[str], max_new_tokens: int) -> list[dict]:
     """The same questions through answer_batch with batches of 16 and of 1."""
     mode = "hybrid" if assistant.has_adapter else "rag"
-    original = assistant.cfg
+    cfg = assistant.cfg
     throughput = {}
-    try:
-        for size in (1, 16):
-            assistant.cfg = original.model_copy(update={"eval": original.eval.model_copy(update={"batch_size": size})})
-            start = time.perf_counter()
-            answers = assistant.answer_batch(questions, mode, max_new_tokens=max_new_tokens)
-            seconds = time.perf_counter() - start
-            throughput[size] = sum(a.tokens for a in answers) / seconds
-    finally:
-        assistant.cfg = original
+    for size in (1, 16):
+        batched = assistant.with_config(cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"batch_size": size})}))
+        start = time.perf_counter()
+        answers = batched.answer_batch(questions, mode, max_new_tokens=max_new_tokens)
+        seconds = time.perf_counter() - start
+        throughput[size] = sum(a.tokens for a in answers) / seconds
     detail = f"{mode}, {len(questions)} questions, max {max_new_tokens} new tokens"
     return [row("batch 1 throughput", round(throughput[1], 1), "tokens/s", "", detail),
             row("batch 16 throughput", round(throughput[16], 1), "tokens/s", "", detail),
@@ -113,10 +110,11 @@ def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, ma
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    original = assistant.cfg
-    assistant.cfg = original.model_copy(update={"answer": original.answer.model_copy(update={"max_new_tokens": max_new_tokens})})
-    modes = MODES if assistant.has_adapter else ("base", "rag")
-    app, url = launch(assistant.cfg, port=port, block=False, assistant=assistant)
+    cfg = assistant.cfg
+    answer_cfg = cfg.answer.model_copy(update={"max_new_tokens": max_new_tokens})
+    short = assistant.with_config(cfg.model_copy(update={"answer": answer_cfg}))
+    modes = tuple(m.value for m in Mode if assistant.has_adapter or not m.tuned)
+    app, url = launch(short.cfg, port=port, block=False, assistant=short)
 
     def one_session(i: int) -> tuple[float, str | None]:
         start = time.perf_counter()
@@ -133,7 +131,6 @@ def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, ma
             results = list(pool.map(one_session, range(sessions)))
     finally:
         app.close()
-        assistant.cfg = original
     latencies = [seconds for seconds, _ in results]
     errors = [error for _, error in results if error]
     detail = f"{sessions} sessions at once, paths {'/'.join(modes)}, max {max_new_tokens} new tokens"
@@ -171,8 +168,8 @@ def run_bench(cfg: Config, quick: bool) -> list[dict]:
 if __name__ == "__main__":
     import argparse
 
-    from assistant.commands.bench import format_table
-    from assistant.config import load_config
+    from assistant.core.config import load_config
+    from eval.report import format_table
 
     parser = argparse.ArgumentParser(description="Serving benchmark on the configured model.")
     parser.add_argument("--quick", action="store_true")

@@ -67,7 +67,7 @@ def hardware() -> dict[str, Any]:
     try:
         import torch
 
-        from assistant.models import cpu_name, native_bf16
+        from assistant.core.models import cpu_name, native_bf16
 
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
         info["cpu"] = cpu_name()
