@@ -121,7 +121,8 @@ def test_a_killed_tune_resumes_without_redoing_finished_trials(tune_setup, tmp_p
 
     config, space = tune_setup
     command = [sys.executable, "-m", "assistant", "tune", "--config", str(config), "--space", str(space), "--json"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # the subprocess runs this checkout's code, not whichever checkout the package is installed from
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     study = None
     deadline = time.time() + 1800
