@@ -128,6 +128,19 @@ def find_adapter(cfg: Config, adapter: Path | None) -> Path | None:
     return latest_artifact(cfg.adapters_dir) if cfg.adapters_dir.exists() else None
 
 
+def calibrated_floor(adapter: Path | None) -> float:
+    """The refusal floor measured for this adapter (eval.refusal_calibration), 0 (greedy) if none was."""
+    import json
+
+    path = Path(adapter) / "refusal_floor.json" if adapter else None
+    if path is None or not path.exists():
+        return 0.0
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["floor"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0     # a damaged file is recomputed by the next `assistant eval`; answering goes on greedily
+
+
 class NoIndexError(RuntimeError):
     """rag or hybrid was asked for before any index exists; str() is the reply to show."""
 
@@ -175,9 +188,13 @@ class Assistant:
             return Answer(NO_ADAPTER_REPLY.format(mode=mode), mode)
         return None
 
-    def _refusal_floor(self, mode: str) -> float:
+    def refusal_floor(self, mode: str) -> float:
         # hybrid only: the tuned reader was taught to refuse from its context; the floor was chosen there
-        return self.cfg.answer.refusal_floor if mode == "hybrid" else 0.0
+        if mode != "hybrid":
+            return 0.0
+        if self.cfg.answer.refusal_floor != "auto":
+            return float(self.cfg.answer.refusal_floor)
+        return calibrated_floor(self.adapter)
 
     def _retrieve(self, questions: list[str], mode: str) -> list[list[Hit] | None]:
         if not mode.retrieves:
@@ -212,7 +229,7 @@ class Assistant:
         first_token_s, generation = None, None
         for piece in self.generator.stream(messages, tuned=mode.tuned,
                                            max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens,
-                                           refusal_floor=self._refusal_floor(mode)):
+                                           refusal_floor=self.refusal_floor(mode)):
             if isinstance(piece, Generation):
                 generation = piece
             else:
@@ -260,7 +277,7 @@ class Assistant:
             generations = self.generator.generate_batch(
                 [prompts[j] for j in group], tuned=mode.tuned,
                 max_new_tokens=max_new_tokens or self.cfg.answer.max_new_tokens,
-                refusal_floor=self._refusal_floor(mode))
+                refusal_floor=self.refusal_floor(mode))
             # Step 4: cite.
             for j, generation in zip(group, generations):
                 i = todo[j]

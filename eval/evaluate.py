@@ -86,7 +86,10 @@ def evaluate(cfg: Config, modes: Sequence[str] = tuple(Mode), questions_path: Pa
     skipped.update({m: "no index found; build one with `assistant index`"
                     for m in modes if Mode(m).retrieves and inputs["index"] is None and m not in skipped})
     runnable = [m for m in modes if m not in skipped]
+    if "hybrid" in runnable and cfg.answer.refusal_floor == "auto":
+        ensure_refusal_floor(cfg, assistant, progress)
     settings = answer_settings(cfg, inputs["adapter"], inputs["index"])
+    settings["refusal_floor"] = assistant.refusal_floor("hybrid") if "hybrid" in runnable else 0.0
     cache = cfg.evals_dir / ".answers.jsonl"
     common = dict(settings=settings, cache_path=cache, batch_size=cfg.eval.batch_size,
                   max_new_tokens=cfg.eval.max_new_tokens, progress=progress)
@@ -110,6 +113,24 @@ def evaluate(cfg: Config, modes: Sequence[str] = tuple(Mode), questions_path: Pa
     summary["questions"]["validation_path"] = str(validation_path) if validation_path else None
     summary["questions"]["sized_by_budget"] = sized
     return write_report(cfg, summary, rows, inputs)
+
+
+def ensure_refusal_floor(cfg: Config, assistant, progress: bool) -> None:
+    """Measure the adapter's refusal floor on synthetic questions unless it was, for the newest dataset."""
+    import json
+
+    from eval.refusal_calibration import CALIBRATION_FILE, calibrate
+
+    path = Path(assistant.adapter) / CALIBRATION_FILE if assistant.has_adapter and assistant.adapter else None
+    dataset = latest_artifact(cfg.datasets_dir) if cfg.datasets_dir.exists() else None
+    if path is None or dataset is None:
+        return
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("dataset") == dataset.name:
+            return
+    except (OSError, ValueError):
+        pass
+    calibrate(cfg, assistant, progress=progress)
 
 
 def fit_extras(heldout_answers, validation: list[Question], general: list[Question], modes: Sequence[str],

@@ -48,5 +48,15 @@ def run(args, cfg):
              f"loss        train {report.train_loss}   validation {report.val_loss}"]
     if report.note:
         lines.append(f"note        {report.note}")
+    if cfg.answer.refusal_floor == "auto" and cfg.answer.backend == "hf":
+        # measured now so that `assistant chat` refuses as the evaluation will (eval.refusal_calibration)
+        from assistant.answer import Assistant
+        from eval.refusal_calibration import calibrate
+
+        floor = calibrate(cfg, Assistant(cfg, Path(report.adapter)), progress=True)
+        if floor:
+            result["refusal_floor"] = floor
+            lines.append(f"refusals    hybrid floor {floor['floor']:.3f}: refuses {floor['refused_unanswerable']:.0%} of "
+                         f"synthetic unanswerable prompts, {floor['false_refusals']:.0%} of answerable ones")
     emit(args, result, "\n".join(lines))
     return 0

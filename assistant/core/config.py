@@ -97,7 +97,7 @@ class AnswerConfig(Section):
     max_new_tokens: int = Field(96, ge=1, le=4096, description="Answer length limit in tokens.")
     history_turns: int = Field(4, ge=0, description="Earlier turns kept in the prompt.")
     max_question_chars: int = Field(4000, ge=100, description="Longer messages are truncated, with a visible note.")
-    refusal_floor: float = Field(0.0, ge=0.0, le=1.0, description="hybrid: refuse when the tuned model gives the refusal's first token at least this probability (0 = greedy only, the default). Off because it does not carry between trainings: on the shipped dev half 0.1 refused 27% of unanswerable questions at 3% of answerable ones with one adapter, 0 of 15 with another, and 12% of answerable handbook questions with a third.")
+    refusal_floor: float | Literal["auto"] = Field("auto", description="hybrid: refuse when the tuned model gives the refusal's first token at least this probability. auto: the floor measured for the adapter on synthetic questions (eval.refusal_calibration: at most 5% of answerable validation prompts refused), written beside it by `assistant train` and `assistant eval`; 0: greedy only.")
     dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="Weights for local generation. auto: bfloat16 on GPUs and on CPUs with AMX or AVX512-BF16 (2.2x faster prefill, 3x faster batched decoding here), else float32.")
 
 

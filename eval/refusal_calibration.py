@@ -1,0 +1,115 @@
+"""The hybrid path's refusal floor, chosen for one adapter on synthetic questions, never on held-out ones.
+
+    python -m eval.refusal_calibration            # the newest adapter; writes <adapter>/refusal_floor.json
+
+A small reader that has seen few refusals rarely ranks one first, yet it gives the refusal's first token
+more weight when its context cannot answer the question than when it can. `answer.refusal_floor` turns
+that into refusals: hybrid refuses when the first token of the refusal gets at least the floor. Where the
+floor should sit moves from one training to the next (0.1 refused 27% of the unanswerable dev questions
+with one adapter and none with another), so it is measured for each adapter:
+
+- answerable: the dataset's validation RAFT pairs whose context holds the answer;
+- unanswerable: its validation RAFT pairs whose answer was taken out of the context, and questions on
+  subjects the corpus never mentions (`training.pairs.refusal_questions`), with what retrieval finds.
+
+The floor is the lowest that refuses at most `max_false_refusals` of the answerable prompts. It is written
+beside the adapter with what it refused on each side, and `answer.refusal_floor = auto` reads it.
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+from assistant.answer import prompt_messages
+from assistant.core.config import Config
+from assistant.core.jsonl import read_jsonl
+from assistant.core.manifest import latest_artifact
+from assistant.core.prompts import REFUSAL
+from eval.questions import QuestionsError
+
+CALIBRATION_FILE = "refusal_floor.json"
+
+
+def refusal_probabilities(generator, conversations: list[list[dict]], batch_size: int = 8) -> list[float]:
+    """The tuned model's probability of starting its answer with the refusal's first token."""
+    import torch
+
+    model = generator.model(True)
+    probabilities: list[float] = []
+    for start in range(0, len(conversations), batch_size):
+        inputs = generator._encode(conversations[start:start + batch_size])
+        with torch.inference_mode():
+            logits = model(**inputs, logits_to_keep=1).logits[:, -1].float()
+        probabilities.extend(logits.softmax(-1)[:, generator.refusal_token].tolist())
+    return probabilities
+
+
+def choose_floor(answerable: list[float], max_false_refusals: float) -> float:
+    """The lowest floor that refuses at most `max_false_refusals` of the answerable prompts (ties refuse)."""
+    ranked = sorted(answerable, reverse=True)
+    allowed = int(max_false_refusals * len(ranked))
+    # refusing p >= floor: just above the (allowed+1)-th highest answerable probability
+    return min(1.0, ranked[allowed] + 1e-6) if allowed < len(ranked) else 0.0
+
+
+def calibration_prompts(cfg: Config, assistant, count: int, seed: int) -> tuple[list[list[dict]], list[list[dict]]]:
+    """(answerable, unanswerable) prompts from the newest dataset's validation split and off-topic questions."""
+    from training.pairs import refusal_questions
+
+    dataset = latest_artifact(cfg.datasets_dir) if cfg.datasets_dir.exists() else None
+    path = dataset / "validation.jsonl" if dataset else None
+    if path is None or not path.exists():
+        return [], []
+    answerable, unanswerable = [], []
+    for _, pair in read_jsonl(path, QuestionsError):
+        meta = pair.get("meta") or {}
+        if meta.get("type") != "raft":
+            continue
+        prompt = [m for m in pair["messages"] if m["role"] != "assistant"]
+        (unanswerable if pair["messages"][-1]["content"] == REFUSAL else answerable).append(prompt)
+    rng = random.Random(seed)
+    answerable = rng.sample(answerable, min(count, len(answerable)))
+    off_topic = refusal_questions(assistant.retriever.chunks, count // 2, rng)
+    for question, hits in zip(off_topic, assistant.retriever.passages_many(off_topic)):
+        unanswerable.append(prompt_messages(question, hits, ()))
+    return answerable, unanswerable
+
+
+def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: int = 120,
+              progress: bool = True) -> dict | None:
+    """Measure, choose and write the adapter's floor; None without an adapter, a local model or a dataset."""
+    if not assistant.has_adapter or not hasattr(assistant.generator, "refusal_token"):
+        return None
+    answerable, unanswerable = calibration_prompts(cfg, assistant, count, cfg.seed)
+    if len(answerable) < 20 or not unanswerable:
+        return None
+    if progress:
+        print(f"refusal floor: {len(answerable)} answerable and {len(unanswerable)} unanswerable synthetic prompts",
+              file=sys.stderr)
+    p_answerable = refusal_probabilities(assistant.generator, answerable)
+    p_unanswerable = refusal_probabilities(assistant.generator, unanswerable)
+    floor = choose_floor(p_answerable, max_false_refusals)
+    result = {
+        "floor": floor, "max_false_refusals": max_false_refusals,
+        "answerable": len(p_answerable), "unanswerable": len(p_unanswerable),
+        "false_refusals": sum(p >= floor for p in p_answerable) / len(p_answerable),
+        "refused_unanswerable": sum(p >= floor for p in p_unanswerable) / len(p_unanswerable),
+        "greedy_refused_unanswerable": sum(p >= 0.5 for p in p_unanswerable) / len(p_unanswerable),
+        "dataset": latest_artifact(cfg.datasets_dir).name,
+    }
+    target = Path(assistant.adapter) / CALIBRATION_FILE
+    target.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    if progress:
+        print(f"refusal floor {floor:.3f}: refuses {result['refused_unanswerable']:.0%} of unanswerable and "
+              f"{result['false_refusals']:.0%} of answerable synthetic prompts -> {target}", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    from assistant.answer import Assistant
+    from assistant.core.config import load_config
+
+    config = load_config()
+    print(json.dumps(calibrate(config, Assistant(config)), indent=2))

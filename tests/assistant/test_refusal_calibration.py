@@ -1,0 +1,69 @@
+"""The hybrid refusal floor measured per adapter on synthetic prompts (eval.refusal_calibration), with the
+tiny random model and adapter: the probabilities are noise, but the floor must do what it says on them."""
+from __future__ import annotations
+
+import json
+
+from assistant.core.manifest import build_manifest, write_manifest
+from assistant.core.prompts import REFUSAL
+from assistant.core.records import Chunk, Hit
+from training.pairs import pair_record
+
+
+def test_the_floor_refuses_no_more_than_the_allowed_share_of_answerable_prompts():
+    from eval.refusal_calibration import choose_floor
+
+    answerable = [n / 100 for n in range(100)]          # 0.00 ... 0.99
+    floor = choose_floor(answerable, 0.05)
+    assert sum(p >= floor for p in answerable) == 5
+    assert choose_floor(answerable, 0.0) > max(answerable)
+    assert choose_floor([0.2, 0.2, 0.2], 0.5) > 0.2     # ties are refused together, so all of them stay answered
+
+
+def _validation_set(cfg, answerable: int, unanswerable: int) -> None:
+    chunk = Chunk("c1", "fees", "Youth members pay $12 a month. Seniors pay $15.", "Fees", "Tiers", "fees.md")
+    records = []
+    for n in range(answerable + unanswerable):
+        refused = n >= answerable
+        records.append(pair_record(f"What does tier {n} cost?", REFUSAL if refused else f"[1] Tier {n} costs ${n}.",
+                                   [Hit(chunk, 1.0)], pair_type="raft", chunk_ids=["c1"], doc_id="fees",
+                                   generator="extractive", prompt_version="v1"))
+    folder = cfg.datasets_dir / "d1"
+    folder.mkdir(parents=True)
+    (folder / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    write_manifest(folder, build_manifest("dataset", inputs={}, config={}, seed=0))
+
+
+def test_calibration_writes_a_floor_beside_the_adapter_that_auto_then_uses(new_workspace):
+    from assistant.answer import Assistant
+    from eval.refusal_calibration import CALIBRATION_FILE, calibrate, calibration_prompts, refusal_probabilities
+
+    cfg = new_workspace()
+    _validation_set(cfg, answerable=40, unanswerable=4)
+    assistant = Assistant(cfg)
+    assert cfg.answer.refusal_floor == "auto" and assistant.refusal_floor("hybrid") == 0.0   # nothing measured yet
+
+    result = calibrate(cfg, assistant, max_false_refusals=0.1, count=40, progress=False)
+    written = json.loads((assistant.adapter / CALIBRATION_FILE).read_text())
+    assert written == result and result["dataset"] == "d1" and result["answerable"] == 40
+    assert result["unanswerable"] >= 4 + 1          # the taken-out answers plus off-topic questions
+    # the floor keeps its promise on the probabilities it was chosen from
+    answerable, _ = calibration_prompts(cfg, assistant, 40, cfg.seed)
+    probabilities = refusal_probabilities(assistant.generator, answerable)
+    assert sum(p >= result["floor"] for p in probabilities) <= 0.1 * len(probabilities)
+    assert result["false_refusals"] <= 0.1
+    # auto reads it for hybrid only; a number overrides it; a damaged file means greedy
+    assert assistant.refusal_floor("hybrid") == result["floor"] and assistant.refusal_floor("offline") == 0.0
+    assert assistant.with_config(cfg.model_copy(update={"answer": cfg.answer.model_copy(
+        update={"refusal_floor": 0.3})})).refusal_floor("hybrid") == 0.3
+    (assistant.adapter / CALIBRATION_FILE).write_text("{not json")
+    assert assistant.refusal_floor("hybrid") == 0.0
+
+
+def test_no_adapter_or_no_dataset_measures_nothing(new_workspace):
+    from assistant.answer import Assistant
+    from eval.refusal_calibration import calibrate
+
+    cfg = new_workspace()
+    assert calibrate(cfg, Assistant(cfg), progress=False) is None        # no dataset yet
+    assert not (Assistant(cfg).adapter / "refusal_floor.json").exists()
