@@ -148,9 +148,9 @@ class NoIndexError(RuntimeError):
 class Assistant:
     """Loads the generator once and answers on any path; the index is opened on first retrieval."""
 
-    def __init__(self, cfg: Config, adapter: Path | None = None):
+    def __init__(self, cfg: Config, adapter: Path | None = None, tuned: bool = True):
         self.cfg = cfg
-        self.adapter = find_adapter(cfg, adapter)
+        self.adapter = find_adapter(cfg, adapter) if tuned else None
         self.generator = open_generator(cfg, self.adapter)
         self._retriever = None
         self._retriever_lock = threading.Lock()

@@ -4,24 +4,33 @@
 
 Each stage skips itself when its manifest says its inputs have not changed, so a re-run after
 a kill, or after editing one document, redoes only what changed.
+
+The run keeps to `train.run_minutes` (30) where the machine allows: before training, one batch of answers
+times how long the evaluation will take here, and training gets what is left (never more than
+`train.budget_minutes`). On a machine too slow for any training to fit, it says so and trains the minimum.
 """
 from __future__ import annotations
 
 import sys
 import time
 
-from eval.evaluate import evaluate
+from eval.evaluate import estimate_seconds, evaluate
 from indexing.store import build_index
 from training.dataset import build_dataset
 from training.sft import train_adapter
 
 
+MIN_TRAIN_MINUTES = 3.0     # ~15 steps on 2 cores: the reader's form is learnt; less is not worth an adapter
+
+
 def run_pipeline(cfg, stop_after: str | None = None) -> dict:
     """Run the stages in order; returns each stage's result and wall time."""
+    started = time.perf_counter()
     stages = (
         ("index", lambda: build_index(cfg)),
         ("synth", lambda: build_dataset(cfg)),
-        ("train", lambda: train_adapter(cfg, resume=True)),
+        ("train", lambda: train_adapter(cfg, resume=True,
+                                        budget_minutes=training_minutes(cfg, time.perf_counter() - started))),
         ("eval", lambda: evaluate(cfg)),
     )
     results = {}
@@ -34,3 +43,26 @@ def run_pipeline(cfg, stop_after: str | None = None) -> dict:
         if name == stop_after:
             break
     return results
+
+
+def training_minutes(cfg, elapsed_s: float) -> float:
+    """`train.budget_minutes`, cut so that the evaluation still ends within `train.run_minutes`."""
+    budget = cfg.train.budget_minutes
+    if not budget or not cfg.train.run_minutes or cfg.train.max_steps:
+        return budget
+    estimate = estimate_seconds(cfg)
+    if estimate is None:
+        return budget
+    eval_s, how = estimate
+    left = (cfg.train.run_minutes * 60 - elapsed_s - eval_s) / 60
+    if left >= budget:
+        return budget
+    minutes = max(MIN_TRAIN_MINUTES, left)
+    print(f"training budget {minutes:.1f} min instead of {budget:g}: the run has {cfg.train.run_minutes:g} min "
+          f"(train.run_minutes), {elapsed_s / 60:.1f} went to index and synth, and the evaluation will take about "
+          f"{eval_s / 60:.1f} here ({how})", file=sys.stderr, flush=True)
+    if left < MIN_TRAIN_MINUTES:
+        print(f"this machine needs about {(elapsed_s + eval_s) / 60 + minutes:.0f} min for the whole run; "
+              f"`--limit N` evaluates fewer questions, a GPU or a bf16 CPU (AMX, AVX512-BF16) is several times faster",
+              file=sys.stderr, flush=True)
+    return minutes

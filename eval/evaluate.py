@@ -115,6 +115,34 @@ def evaluate(cfg: Config, modes: Sequence[str] = tuple(Mode), questions_path: Pa
     return write_report(cfg, summary, rows, inputs)
 
 
+# What one question costs on all four paths, the validation sample and the general questions, in rag answers:
+# the paths without retrieval answer four times as many at once (2-core EPYC, bf16, per question: base 0.22 s,
+# rag 0.74, offline 0.24, hybrid 0.70, i.e. 2.6 rag answers; the refusal floor's prefills add ~0.3).
+PATHS_IN_RAG_ANSWERS, GENERAL_IN_RAG_ANSWERS, FIXED_SECONDS = 2.9, 1.2, 60.0
+
+
+def estimate_seconds(cfg: Config) -> tuple[float, str] | None:
+    """How long `evaluate(cfg)` will take on this machine, from one batch of rag answers by the base model,
+    and how that was worked out; None when the questions are not known yet (they are generated at eval)."""
+    path = cfg.questions_path
+    if path is None:
+        return None
+    from assistant.answer import Assistant
+
+    questions = load_questions(path)
+    heldout = questions[:cfg.eval.limit] if cfg.eval.limit else questions
+    general = load_questions(cfg.general_questions_path) if cfg.general_questions_path.exists() else []
+    probe = [q.question for q in heldout[:cfg.eval.batch_size]]
+    started = time.perf_counter()
+    answers = Assistant(cfg, tuned=False).answer_batch(probe, Mode.RAG, max_new_tokens=cfg.eval.max_new_tokens)
+    pace = sum(a.latency_s for a in answers) / len(answers)
+    work = ((len(heldout) + cfg.eval.validation_sample) * PATHS_IN_RAG_ANSWERS
+            + len(general) * GENERAL_IN_RAG_ANSWERS)
+    seconds = pace * work + FIXED_SECONDS + (time.perf_counter() - started)
+    return seconds, (f"{pace:.2f} s per rag answer x {work:.0f} rag answers' worth "
+                     f"({len(heldout)} held-out questions on four paths, checks, refusal floor)")
+
+
 def ensure_refusal_floor(cfg: Config, assistant, progress: bool) -> None:
     """Measure the adapter's refusal floor on synthetic questions unless it was, for the newest dataset."""
     import json

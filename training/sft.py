@@ -64,9 +64,12 @@ class TrainReport:
 
 
 def train_adapter(cfg: Config, dataset: Path | None = None, resume: bool = False, progress: bool = True,
-                  callbacks: Sequence = ()) -> TrainReport:
+                  callbacks: Sequence = (), budget_minutes: float | None = None) -> TrainReport:
     """Train (or find up to date) the LoRA adapter for `cfg` on `dataset` (default: the newest one).
-    `callbacks` are extra TrainerCallbacks, such as the pruning of `assistant tune`."""
+    `callbacks` are extra TrainerCallbacks, such as the pruning of `assistant tune`. `budget_minutes` replaces
+    `train.budget_minutes` for this run only (`assistant run` cuts it to fit), without changing the adapter's
+    identity, so a re-run finds or resumes the same adapter."""
+    budget_minutes = cfg.train.budget_minutes if budget_minutes is None else budget_minutes
     started = time.perf_counter()
     # 1. setup: the inputs decide the adapter's id; an adapter with the same inputs is already done
     import torch
@@ -106,8 +109,8 @@ def train_adapter(cfg: Config, dataset: Path | None = None, resume: bool = False
     results = []
     for number, (name, train, val) in enumerate(stages):
         # The time budget counts from the start of the command; stages share what is left equally.
-        left = cfg.train.budget_minutes * 60 - (time.perf_counter() - started)
-        budget_s = max(60.0, left) / (len(stages) - number) if cfg.train.budget_minutes else None
+        left = budget_minutes * 60 - (time.perf_counter() - started)
+        budget_s = max(60.0, left) / (len(stages) - number) if budget_minutes else None
         results.append(train_stage(cfg, model, tokenizer, name, train, val, run_dir / name, resume, progress, budget_s,
                                    callbacks))
 
@@ -238,7 +241,7 @@ def adapter_inputs(cfg: Config, dataset_dir: Path | None, stages: list) -> dict[
     weights = sorted(Path(base).glob("*.safetensors")) + [Path(base) / "config.json"] if Path(base).is_dir() else []
     inputs = {
         "base_model": sha256_files(weights) if weights else str(base),
-        "train_config": sha256_json(cfg.train.model_dump()),
+        "train_config": sha256_json(cfg.train.model_dump(exclude={"run_minutes"})),
         "recipe": RECIPE_VERSION,
         "seed": str(cfg.seed),
     }

@@ -76,6 +76,7 @@ class TrainConfig(Section):
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (5% warm-up, cosine decay). Higher than the usual 2e-4 because the CPU budget is 50 steps: after 15 steps on the shipped set, 1e-3 reached train/validation loss 2.11/2.64 against 2.60/2.96 at 2e-4.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training set; recall from the weights needs several, early stopping ends sooner when validation loss stops falling.")
     budget_minutes: float = Field(12.0, ge=0, description="Training time budget: the first steps are timed and the step count set to what fits (0: no budget, the epochs or --max-steps decide). 12 minutes keeps `assistant run` on the shipped corpus within 30 minutes on a 2-core CPU, bf16 or fp32; the epochs still cap it, so a fast machine stops after `epochs` passes.")
+    run_minutes: float = Field(30.0, ge=0, description="`assistant run` as a whole: before training, one batch of answers times the evaluation on this machine, and the training budget is cut (to 3 minutes at least) so the run ends within this (0: no cap). Not part of the adapter's identity.")
     max_steps: int = Field(0, ge=0, description="A fixed number of optimizer steps, replacing the time budget (0: the budget decides).")
     batch_size: int = Field(4, ge=1, description="Packed rows per optimizer step (over all processes). 4 x 512 tokens keeps a CPU step near 15 s and peak memory near 6.5 GB.")
     max_seq_len: int = Field(512, ge=32, description="Tokens per training sequence.")
