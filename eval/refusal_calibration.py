@@ -36,13 +36,17 @@ def refusal_probabilities(generator, conversations: list[list[dict]], batch_size
     """The tuned model's probability of starting its answer with the refusal's first token."""
     import torch
 
-    model = generator.model(True)
+    model, tokenizer = generator.model(True), generator.tokenizer
+    refusal_token = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"][0]
     probabilities: list[float] = []
     for start in range(0, len(conversations), batch_size):
-        inputs = generator._encode(conversations[start:start + batch_size])
+        # as the generator encodes a prompt: the template writes <bos>; left padding keeps the ends aligned
+        texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+                 for m in conversations[start:start + batch_size]]
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
         with torch.inference_mode():
             logits = model(**inputs, logits_to_keep=1).logits[:, -1].float()
-        probabilities.extend(logits.softmax(-1)[:, generator.refusal_token].tolist())
+        probabilities.extend(logits.softmax(-1)[:, refusal_token].tolist())
     return probabilities
 
 
@@ -80,7 +84,7 @@ def calibration_prompts(cfg: Config, assistant, count: int, seed: int) -> tuple[
 def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: int = 120,
               progress: bool = True) -> dict | None:
     """Measure, choose and write the adapter's floor; None without an adapter, a local model or a dataset."""
-    if not assistant.has_adapter or not hasattr(assistant.generator, "refusal_token"):
+    if not assistant.has_adapter or not hasattr(assistant.generator, "tokenizer"):     # a remote model: no logits
         return None
     answerable, unanswerable = calibration_prompts(cfg, assistant, count, cfg.seed)
     if len(answerable) < 20 or not unanswerable:
