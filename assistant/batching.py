@@ -2,9 +2,9 @@
 
 Requests (chat sessions, API calls, an evaluation's batch) are queued; one background thread
 admits them between decode steps, so a request that arrives while others are generating joins
-the very next forward pass instead of waiting for them to finish. Each request is prefilled alone
-(logits for its last position only) and its KV cache is then spliced into the running batch,
-left-padded so that every row's newest token sits in the last column. Base and tuned requests
+the very next forward pass instead of waiting for them to finish. The requests that arrived since
+the last step are prefilled together (logits for the last position only) and their KV cache is then
+spliced into the running batch, left-padded so that every row's newest token sits in the last column. Base and tuned requests
 run on different weights, so each model has its own running batch ("lane"); the loop steps the
 lanes in turn. Tokens go to each request's queue as they are chosen, greedily.
 """
@@ -50,22 +50,20 @@ class _Lane:
         self.mask = None           # [rows, columns] 1 where a column holds a real token of that row
         self.next_ids = None       # [rows] the token each row feeds into the next step
 
-    def add(self, row: _Row, cache, length: int, next_id: int) -> None:
-        """Splice a prefilled row in: the shorter side is left-padded to the longer one."""
+    def merge(self, other: _Lane) -> None:
+        """Splice `other`'s rows in: the side with fewer columns is left-padded to the other's width."""
         import torch
 
-        mask = torch.ones(1, length, dtype=torch.long)
         if not self.rows:
-            self.rows, self.cache, self.mask = [row], cache, mask
-            self.next_ids = torch.tensor([next_id])
+            self.rows, self.cache, self.mask, self.next_ids = other.rows, other.cache, other.mask, other.next_ids
             return
-        columns = max(self.mask.shape[1], length)
-        for mine, theirs in zip(self.cache.layers, cache.layers):
+        columns = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
             mine.keys = torch.cat([_pad_left(mine.keys, columns), _pad_left(theirs.keys, columns)])
             mine.values = torch.cat([_pad_left(mine.values, columns), _pad_left(theirs.values, columns)])
-        self.mask = torch.cat([_pad_left(self.mask, columns), _pad_left(mask, columns)])
-        self.next_ids = torch.cat([self.next_ids, torch.tensor([next_id])])
-        self.rows.append(row)
+        self.mask = torch.cat([_pad_left(self.mask, columns), _pad_left(other.mask, columns)])
+        self.next_ids = torch.cat([self.next_ids, other.next_ids])
+        self.rows += other.rows
 
     def keep(self, kept: list[int]) -> None:
         """Drop the rows not in `kept`, then the columns that are padding in every row left."""
@@ -134,8 +132,10 @@ class DecodeLoop:
                             return
                         self._wake.wait()
                     arrived = self._admissible()
-                for request in arrived:
-                    self._guarded(self.lanes[request.tuned], [request], lambda: self._admit(request))
+                for tuned, lane in self.lanes.items():
+                    group = [request for request in arrived if request.tuned == tuned]
+                    if group:
+                        self._guarded(lane, group, lambda: self._admit(lane, group))
                 for lane in self.lanes.values():
                     if lane.rows:
                         self._guarded(lane, [row.request for row in lane.rows], lambda: self._step(lane))
@@ -191,21 +191,27 @@ class DecodeLoop:
             return False
         return True
 
-    def _admit(self, request: Request) -> None:
+    def _admit(self, lane: _Lane, requests: list[Request]) -> None:
+        """Prefill the newcomers together (left-padded, logits for the last position only), pass each its
+        first token, and splice those that go on into the running batch."""
         import torch
         from transformers import DynamicCache
 
-        lane = self.lanes[request.tuned]
+        width = max(len(r.prompt_ids) for r in requests)
+        ids = torch.tensor([[0] * (width - len(r.prompt_ids)) + r.prompt_ids for r in requests])   # [new, width]
+        mask = (torch.arange(width) >= width - torch.tensor([len(r.prompt_ids) for r in requests])[:, None]).long()
         # A cache without the model's config keeps every column on every layer (no sliding-window
         # trimming), so rows of different lengths can be spliced together; the sliding-window layers
         # still see only their window, through the mask.
-        cache = DynamicCache()
-        ids = torch.tensor([request.prompt_ids])
-        logits = lane.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        token = int(self._choose(logits, [request], first=True)[0])
-        row = _Row(request)
-        if self._emit(row, token):
-            lane.add(row, cache, ids.shape[1], token)
+        group = _Lane(lane.model)
+        group.cache, group.mask, group.rows = DynamicCache(), mask, [_Row(r) for r in requests]
+        logits = lane.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+                            cache=group.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        group.next_ids = self._choose(logits, requests, first=True)
+        kept = [i for i, row in enumerate(group.rows) if self._emit(row, int(group.next_ids[i]))]
+        group.keep(kept)
+        if group.rows:
+            lane.merge(group)
 
     def _step(self, lane: _Lane) -> None:
         import torch
