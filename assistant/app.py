@@ -102,7 +102,7 @@ def respond(assistant: Assistant, message: str, chat: list[dict], mode: str) -> 
         yield shown, format_sources(item), "", {"question": message, "answer": item, "adapter": adapter}
 
 
-def mark_answer(cfg: Config, last: dict | None, right: bool, correction: str) -> tuple[str, str]:
+def mark_answer(cfg: Config, right: bool, last: dict | None, correction: str) -> tuple[str, str]:
     """Append the verdict on the newest answer to the feedback file; returns (note, cleared correction)."""
     if not last:
         return "Ask a question first, then mark its answer right or wrong.", correction
@@ -327,7 +327,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             send.click(**chat_io, api_name="respond")
             message.submit(**chat_io, api_name=False)
             for button, verdict in ((right, True), (wrong, False)):
-                button.click(functools.partial(mark_answer, cfg, right=verdict), [last_answer, correction],
+                button.click(functools.partial(mark_answer, cfg, verdict), [last_answer, correction],
                              [feedback_note, correction], api_name=False)
 
         with gr.Tab("Side by side", id="compare"):

@@ -62,13 +62,17 @@ class StageRun:
     def read(self) -> None:
         """Follow stderr until the process ends (run in a thread): progress, losses, the last lines."""
         pending = ""
+        log = self.stdout.with_suffix(".log").open("wb")      # the whole stderr, for a failure's details
         while chunk := self.process.stderr.read1(4096):
+            log.write(chunk)
+            log.flush()
             pending += chunk.decode("utf-8", "replace")
             *parts, pending = re.split(r"[\r\n]", pending)
             for part in filter(str.strip, parts):
                 self._take(part)
         if pending.strip():
             self._take(pending)
+        log.close()
 
     def _take(self, line: str) -> None:
         bar = _BAR.search(line)
@@ -99,7 +103,8 @@ class StageRun:
         if self.process.returncode == 0:
             return f"**{self.verb}** done in {spent:.0f} s."
         tail = "\n".join(self.lines[-6:])
-        return f"**{self.verb}** failed (exit {self.process.returncode}):\n\n```\n{tail}\n```"
+        return (f"**{self.verb}** failed (exit {self.process.returncode}); the whole output is in "
+                f"`{self.stdout.with_suffix('.log')}`:\n\n```\n{tail}\n```")
 
     def result(self) -> dict | None:
         """The verb's --json output, once it has finished well."""
@@ -154,10 +159,23 @@ class PipelineRunner:
         return run.status()
 
 
-def loss_frame(run: StageRun | None):
-    import pandas as pd
+def loss_figure(run: StageRun | None):
+    """Training and validation loss against the step, as far as the run has got."""
+    import matplotlib
 
-    return pd.DataFrame(run.losses if run else [], columns=["step", "series", "loss"])
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 3))
+    for series in ("train", "validation"):
+        points = [(step, loss) for step, name, loss in (run.losses if run else []) if name == series]
+        if points:
+            axes.plot(*zip(*points), marker="o", label=series)
+    axes.set(xlabel="step", ylabel="loss", title="Training and validation loss")
+    if run and run.losses:
+        axes.legend()
+    plt.close(figure)          # Gradio renders it; pyplot must not keep every second's figure
+    return figure
 
 
 def follow_stage(assistant, runner: PipelineRunner, label: str, folder: str, budget: float, header_text):
@@ -166,10 +184,10 @@ def follow_stage(assistant, runner: PipelineRunner, label: str, folder: str, bud
     try:
         run = runner.start(label, folder, budget)
     except ValueError as err:
-        yield f"**{label}**: {err}", loss_frame(runner.run), "", header_text()
+        yield f"**{label}**: {err}", loss_figure(runner.run), "", header_text()
         return
     while not run.finished:
-        yield run.status(), loss_frame(run), "\n".join(run.lines[-12:]), header_text()
+        yield run.status(), loss_figure(run), "\n".join(run.lines[-12:]), header_text()
         time.sleep(1.0)
     time.sleep(0.2)       # the reader thread takes the last lines
     result = run.result()
@@ -177,7 +195,7 @@ def follow_stage(assistant, runner: PipelineRunner, label: str, folder: str, bud
         assistant.use_adapter(Path(result["adapter"]))
     if result is not None and run.verb == "index":
         assistant.reload_knowledge()
-    yield run.status(), loss_frame(run), "\n".join(run.lines[-12:]), header_text()
+    yield run.status(), loss_figure(run), "\n".join(run.lines[-12:]), header_text()
 
 
 def build_pipeline_tab(assistant, header, header_text) -> None:
@@ -202,10 +220,12 @@ def build_pipeline_tab(assistant, header, header_text) -> None:
                    for label, (verb, _) in STAGES.items()}
         cancel = gr.Button("Cancel", variant="stop", elem_id="pipeline-cancel")
     status = gr.Markdown("No stage has run yet.", elem_id="pipeline-status")
-    plot = gr.LinePlot(loss_frame(None), x="step", y="loss", color="series", title="Training and validation loss",
-                       elem_id="pipeline-loss")
+    plot = gr.Plot(loss_figure(None), show_label=False, elem_id="pipeline-loss")
     output = gr.Textbox(label="Output", lines=8, max_lines=8, autoscroll=True, elem_id="pipeline-output")
     for label, button in buttons.items():
         button.click(functools.partial(follow_stage, assistant, runner, label, header_text=header_text),
-                     [folder, budget], [status, plot, output, header], api_name=False)
+                     [folder, budget], [status, plot, output, header], api_name=False,
+                     # A click while the stage's previous run is still winding down (just cancelled) must
+                     # not be dropped, as Gradio's default ("once") would: it runs right after.
+                     trigger_mode="always_last")
     cancel.click(runner.cancel, None, [status], api_name=False)

@@ -20,9 +20,9 @@ def finished_answer(assistant, question: str, mode: str) -> dict:
 def test_marks_are_appended_with_what_was_answered(assistant, tmp_path):
     cfg = assistant.cfg.model_copy(update={"workspace": tmp_path / "ws"})
     last = finished_answer(assistant, QUESTION, "hybrid")
-    note, cleared = mark_answer(cfg, last, right=False, correction="  $90 a year, for up to 4 people. ")
+    note, cleared = mark_answer(cfg, False, last, "  $90 a year, for up to 4 people. ")
     assert "wrong" in note and "--questions feedback" in note and cleared == ""
-    mark_answer(cfg, finished_answer(assistant, "Who collects the fees?", "base"), right=True, correction="")
+    mark_answer(cfg, True, finished_answer(assistant, "Who collects the fees?", "base"), "")
     first, second = [json.loads(line) for line in feedback_path(cfg).read_text().splitlines()]
     assert first["question"] == QUESTION and first["mode"] == "hybrid" and first["verdict"] == "wrong"
     assert first["answer"] == last["answer"].text and first["adapter"] == "tiny-lora"
@@ -32,7 +32,7 @@ def test_marks_are_appended_with_what_was_answered(assistant, tmp_path):
 
 
 def test_nothing_to_mark_before_an_answer(kb_cfg):
-    note, _ = mark_answer(kb_cfg, None, right=True, correction="")
+    note, _ = mark_answer(kb_cfg, True, None, "")
     assert "Ask a question first" in note
 
 
@@ -48,9 +48,9 @@ def test_eval_without_corrections_says_how_to_make_them(kb_cfg, tmp_path, capsys
 
 def test_eval_questions_feedback_scores_the_corrections(assistant, new_workspace, capsys, monkeypatch):
     cfg = new_workspace()           # its own workspace: the evaluation it writes must not reach other tests
-    mark_answer(cfg, finished_answer(assistant, QUESTION, "rag"), right=False, correction="It costs $90 a year.")
-    mark_answer(cfg, finished_answer(assistant, QUESTION, "rag"), right=False, correction="$90 per year.")
-    mark_answer(cfg, finished_answer(assistant, "Who collects the fees?", "rag"), right=True, correction="")
+    mark_answer(cfg, False, finished_answer(assistant, QUESTION, "rag"), "It costs $90 a year.")
+    mark_answer(cfg, False, finished_answer(assistant, QUESTION, "rag"), "$90 per year.")
+    mark_answer(cfg, True, finished_answer(assistant, "Who collects the fees?", "rag"), "")
     monkeypatch.chdir(cfg.home)        # "feedback" is a word here, not a file
     code = main(["eval", "--questions", "feedback", "--modes", "base,rag", "--json", "--corpus", str(cfg.corpus),
                  "--workspace", str(cfg.home), "--base-model", cfg.base_model, "--max-new-tokens", "4"])
