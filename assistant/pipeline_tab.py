@@ -25,9 +25,10 @@ from assistant.core.config import Config
 # Button label -> (CLI verb, extra flags). `train --resume` continues a cancelled run.
 STAGES = {"Build knowledge base": ("index", []), "Build dataset": ("synth", []),
           "Train adapter": ("train", ["--resume"]), "Evaluate": ("eval", [])}
-# tqdm's bar as it reaches stderr: "train (sft):  45%|####5     | 9/20 [00:30<00:37, 3.4s/step, loss=2.345, val=2.100]"
-_BAR = re.compile(r"(?P<desc>[^|\r\n]*?):?\s+\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[(?P<spent>[\d:]+)<(?P<eta>[\d:?]+)"
-                  r"(?P<rest>[^\]]*)\]")
+# tqdm's bar as it reaches stderr: "train (sft):  45%|####5     | 9/20 [00:30<00:37, 3.4s/step, loss=2.345, val=2.100]",
+# or, past its total (a resumed run can overshoot the plan it reads back), "train (sft): 21step [01:08, 3.2s/step, ...]".
+_BAR = re.compile(r"(?P<desc>[^|\r\n\[]*?):\s+(?:\d+%\|[^|]*\|\s*)?(?P<n>\d+)(?:/(?P<total>\d+))?[a-z]*\s*"
+                  r"\[(?P<spent>[\d:]+)(?:<(?P<eta>[\d:?]+))?(?P<rest>[^\]]*)\]")
 _LOSS = re.compile(r"\b(loss|val)=([\d.]+)")
 
 
@@ -95,8 +96,8 @@ class StageRun:
         spent = time.time() - self.started
         if not self.finished:
             if self.bar:
-                return (f"**{self.verb}** running · {self.bar['desc'].strip() or 'progress'} {self.bar['n']}/{self.bar['total']}"
-                        f" · ETA {self.bar['eta']} · {spent:.0f} s so far")
+                done = f"{self.bar['n']}/{self.bar['total']} · ETA {self.bar['eta']}" if self.bar["total"] else self.bar["n"]
+                return f"**{self.verb}** running · {self.bar['desc'].strip() or 'progress'} {done} · {spent:.0f} s so far"
             return f"**{self.verb}** running · {spent:.0f} s so far · {self.lines[-1] if self.lines else 'starting'}"
         if self.cancelled:
             return f"**{self.verb}** cancelled after {spent:.0f} s; click the same button to resume where it stopped."

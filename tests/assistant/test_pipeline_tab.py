@@ -32,6 +32,8 @@ def test_progress_eta_and_losses_come_from_the_bar(tmp_path):
         run._take(line)
     assert run.bar["n"] == "6" and run.bar["total"] == "20" and run.bar["eta"] == "00:28"
     assert run.losses == [(4, "train", 3.21), (6, "train", 3.01), (6, "validation", 3.1)]
+    run._take("train (sft): 21step [01:08,  3.2s/step, loss=2.900, val=3.100]")     # past the bar's total
+    assert run.bar["n"] == "21" and run.bar["total"] is None and run.losses[-1] == (21, "train", 2.9)
     assert run.lines == ["some other line"]
 
 
