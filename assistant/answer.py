@@ -159,6 +159,12 @@ class Assistant:
     def has_adapter(self) -> bool:
         return self.generator.has_adapter
 
+    def use_adapter(self, adapter: Path) -> None:
+        """Answer the tuned paths with `adapter` from now on, without a restart (the app's Pipeline tab
+        has just trained it); answers already streaming finish on the previous one."""
+        self.generator = self.generator.with_adapter(self.cfg, adapter)
+        self.adapter = adapter
+
     def with_config(self, cfg: Config) -> Assistant:
         """Another assistant on the same loaded model and open index, answering with `cfg`'s settings
         (a benchmark's batch size or answer length); this one is left as it is."""

@@ -3,9 +3,11 @@
     assistant chat                                   # http://127.0.0.1:7860, this machine only
     assistant chat --host 0.0.0.0 --share-auth ana:s3cret    # reachable by others, behind a login
 
-Tabs: Chat (streaming answers with their sources), Side by side (one question on base, rag,
-offline and hybrid), Knowledge (upload documents, reindex), Dataset (browse the synthetic pairs),
-Evaluation (the newest side-by-side report, then the newest tune's trials and plots). Handlers are
+Tabs: Chat (streaming answers with their sources, each markable right or wrong with a correction),
+Side by side (one question on base, rag, offline and hybrid), Pipeline (build the knowledge base,
+dataset, adapter and evaluation from the browser), Knowledge (upload documents, reindex), Dataset
+(browse the synthetic pairs), Evaluation (the newest side-by-side report, then the newest tune's
+trials and plots). Handlers are
 plain functions of the `Assistant`; Gradio only lays them out.
 """
 from __future__ import annotations
@@ -23,10 +25,13 @@ from pathlib import Path
 import gradio as gr
 
 from assistant.answer import Answer, Assistant, message_text
+from assistant.batching import MAX_ROWS
 from assistant.core.config import Config
 from assistant.core.jsonl import read_jsonl
 from assistant.core.manifest import latest_artifact, read_manifest, sha256_file
 from assistant.core.modes import Mode
+from assistant.feedback import append_feedback, feedback_record
+from assistant.pipeline_tab import build_pipeline_tab
 from assistant.tune_report import latest_tune
 
 UPLOAD_TYPES = (".md", ".markdown", ".txt", ".pdf", ".html", ".htm", ".docx")
@@ -76,7 +81,8 @@ def model_history(chat: list[dict]) -> list[dict]:
 # --- chat and side by side ---------------------------------------------------------------------
 
 def respond(assistant: Assistant, message: str, chat: list[dict], mode: str) -> Iterator[tuple]:
-    """Stream one answer into the conversation; yields (conversation, sources, cleared textbox)."""
+    """Stream one answer into the conversation; yields (conversation, sources, cleared textbox, the
+    finished answer for the feedback buttons: {"question", "answer", "adapter"}, None until it is done)."""
     history = model_history(chat)
     # Show what the model reads: a 100 KB paste would otherwise travel back and forth on every turn.
     limit = assistant.cfg.answer.max_question_chars
@@ -87,12 +93,25 @@ def respond(assistant: Assistant, message: str, chat: list[dict], mode: str) -> 
         if isinstance(item, str):
             text += item
             shown[-1] = {"role": "assistant", "content": text}
-            yield shown, f"_Answering on **{mode}**…_", ""
+            yield shown, f"_Answering on **{mode}**…_", "", None
             continue
         shown[-1] = {"role": "assistant", "content": item.text}
         if item.note:
             shown.insert(-1, {"role": "assistant", "content": item.note, "metadata": {"title": "Note"}})
-        yield shown, format_sources(item), ""
+        adapter = assistant.adapter.name if assistant.adapter and Mode(mode).tuned else None
+        yield shown, format_sources(item), "", {"question": message, "answer": item, "adapter": adapter}
+
+
+def mark_answer(cfg: Config, right: bool, last: dict | None, correction: str) -> tuple[str, str]:
+    """Append the verdict on the newest answer to the feedback file; returns (note, cleared correction)."""
+    if not last:
+        return "Ask a question first, then mark its answer right or wrong.", correction
+    record = feedback_record(last["question"], last["answer"], last["adapter"], right, correction)
+    path = append_feedback(cfg, record)
+    note = f"Marked **{record['verdict']}** ({record['mode']}) in `{path}`."
+    if record["correction"]:
+        note += " Your correction becomes an evaluation question: `assistant eval --questions feedback`."
+    return note, ""
 
 
 def compare(assistant: Assistant, question: str) -> Iterator[list[str]]:
@@ -270,12 +289,17 @@ def plots_html(paths: list[str]) -> str:
 
 # --- layout ---------------------------------------------------------------------------------------
 
-def build_app(assistant: Assistant) -> gr.Blocks:
+def app_header(assistant: Assistant) -> str:
     cfg = assistant.cfg
     adapter_line = (f"adapter `{assistant.adapter}`" if assistant.has_adapter
                     else "no adapter yet (offline and hybrid say how to make one)")
+    return f"## Domain assistant\nModel `{cfg.base_model}` · {adapter_line} · knowledge base `{cfg.kb_dir}`"
+
+
+def build_app(assistant: Assistant) -> gr.Blocks:
+    cfg = assistant.cfg
     with gr.Blocks(title="Domain assistant") as app:
-        gr.Markdown(f"## Domain assistant\nModel `{cfg.base_model}` · {adapter_line} · knowledge base `{cfg.kb_dir}`")
+        header = gr.Markdown(app_header(assistant), elem_id="header")
         with gr.Tab("Chat", id="chat"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -287,12 +311,24 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                                              scale=5, elem_id="message", max_lines=6)
                         send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                     gr.ClearButton([chatbot, message], value="New conversation")
+                    with gr.Row():
+                        right = gr.Button("Right", size="sm", scale=1, elem_id="feedback-right")
+                        wrong = gr.Button("Wrong", size="sm", scale=1, elem_id="feedback-wrong")
+                        correction = gr.Textbox(placeholder="The right answer (optional): it becomes an evaluation "
+                                                            "question", show_label=False, scale=5,
+                                                elem_id="feedback-correction")
+                    feedback_note = gr.Markdown(elem_id="feedback-result")
                 with gr.Column(scale=2):
                     sources = gr.Markdown("Sources for each answer appear here.", elem_id="sources")
-            chat_io = dict(fn=functools.partial(respond, assistant),
-                           inputs=[message, chatbot, mode], outputs=[chatbot, sources, message])
+            last_answer = gr.State(None)
+            # Answers stream concurrently: the generation loop batches them (assistant/batching.py).
+            chat_io = dict(fn=functools.partial(respond, assistant), inputs=[message, chatbot, mode],
+                           outputs=[chatbot, sources, message, last_answer], concurrency_limit=MAX_ROWS)
             send.click(**chat_io, api_name="respond")
             message.submit(**chat_io, api_name=False)
+            for button, verdict in ((right, True), (wrong, False)):
+                button.click(functools.partial(mark_answer, cfg, verdict), [last_answer, correction],
+                             [feedback_note, correction], api_name=False)
 
         with gr.Tab("Side by side", id="compare"):
             with gr.Row():
@@ -306,7 +342,11 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                         gr.Markdown(f"### {m}\n_{m.help}_")
                         cells.append(gr.Markdown(elem_id=f"compare-{m}-answer"))
                         cells.append(gr.Markdown(elem_id=f"compare-{m}-sources"))
-            ask_all.click(functools.partial(compare, assistant), [question], cells, api_name="compare")
+            ask_all.click(functools.partial(compare, assistant), [question], cells, api_name="compare",
+                          concurrency_limit=MAX_ROWS)
+
+        with gr.Tab("Pipeline", id="pipeline"):
+            build_pipeline_tab(assistant, header, functools.partial(app_header, assistant))
 
         with gr.Tab("Knowledge", id="knowledge"):
             status = gr.Markdown(elem_id="knowledge-status")

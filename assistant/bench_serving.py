@@ -116,27 +116,35 @@ def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, ma
     modes = tuple(m.value for m in Mode if assistant.has_adapter or not m.tuned)
     app, url = launch(short.cfg, port=port, block=False, assistant=short)
 
-    def one_session(i: int) -> tuple[float, str | None]:
-        start = time.perf_counter()
+    def one_session(i: int) -> tuple[float, float | None, str | None]:
+        start, first = time.perf_counter(), None
         try:
             client = Client(url, verbose=False)
-            chat, sources, _ = client.predict(questions[i % len(questions)], [], modes[i % len(modes)], api_name="/respond")
+            job = client.submit(questions[i % len(questions)], [], modes[i % len(modes)], api_name="/respond")
+            for _ in job:          # one update per streamed piece: the first one is the first token
+                first = first or time.perf_counter() - start
+            chat, sources, *_ = job.result()
             ok = chat and chat[-1]["role"] == "assistant" and "tokens" in sources
-            return time.perf_counter() - start, None if ok else f"session {i}: incomplete reply"
+            return time.perf_counter() - start, first, None if ok else f"session {i}: incomplete reply"
         except Exception as err:  # counted and reported, not raised: the bench measures failures
-            return time.perf_counter() - start, f"session {i}: {err}"
+            return time.perf_counter() - start, first, f"session {i}: {err}"
 
     try:
         with ThreadPoolExecutor(max_workers=sessions) as pool:
             results = list(pool.map(one_session, range(sessions)))
     finally:
         app.close()
-    latencies = [seconds for seconds, _ in results]
-    errors = [error for _, error in results if error]
+    latencies = [seconds for seconds, _, _ in results]
+    firsts = [first for _, first, _ in results if first is not None]
+    errors = [error for _, _, error in results if error]
     detail = f"{sessions} sessions at once, paths {'/'.join(modes)}, max {max_new_tokens} new tokens"
     return [row("concurrent sessions: errors", len(errors), "count", "0", "; ".join(errors[:3]) or detail),
             row("concurrent sessions: latency p50", round(statistics.median(latencies), 1), "s", "", detail),
-            row("concurrent sessions: latency p95", round(percentile(latencies, 0.95), 1), "s", "", detail)]
+            row("concurrent sessions: latency p95", round(percentile(latencies, 0.95), 1), "s", "", detail),
+            row("concurrent sessions: time to first token p50", round(statistics.median(firsts), 1) if firsts else None,
+                "s", "", detail),
+            row("concurrent sessions: time to first token p95", round(percentile(firsts, 0.95), 1) if firsts else None,
+                "s", "", detail)]
 
 
 def run_bench(cfg: Config, quick: bool) -> list[dict]:

@@ -11,13 +11,13 @@ adapter merged in; remotely it is a second model name (vLLM's LoRA module).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.batching import DecodeLoop, Request
 from assistant.core.config import Config, ConfigError
 from assistant.core.prompts import END_OF_TURN, REFUSAL
 
@@ -47,8 +47,8 @@ def open_generator(cfg: Config, adapter: Path | None) -> LocalGenerator | Remote
 class LocalGenerator:
     """The base model, and the tuned one (base weights with the adapter merged in) when there is one.
 
-    One lock serialises generation: on two CPU cores, running two generations at once would not be
-    faster anyway.
+    Every call goes through one `DecodeLoop`: concurrent requests share forward passes (a request
+    joins the running batch at the next decode step) instead of queueing behind a lock.
     """
 
     def __init__(self, base, tokenizer, tuned=None):
@@ -57,123 +57,71 @@ class LocalGenerator:
         self.tokenizer = tokenizer
         self.has_adapter = tuned is not None
         eos = base.generation_config.eos_token_id
-        self.stop_ids = set(eos if isinstance(eos, list) else [eos])
-        self.refusal_token = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"][0]
-        self._lock = threading.Lock()
+        stop_ids = set(eos if isinstance(eos, list) else [eos])
+        refusal_token = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"][0]
+        models = {False: base, True: tuned} if tuned is not None else {False: base}
+        self.loop = DecodeLoop(models, stop_ids, refusal_token)
 
     def model(self, tuned: bool):
         return self.tuned if tuned and self.tuned is not None else self.base
 
-    def _encode(self, conversations: Sequence[list[dict]]):
-        # The template writes <bos> itself; left padding keeps every prompt's end next to its answer.
-        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-                 for m in conversations]
-        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False,
-                              padding_side="left")
+    def with_adapter(self, cfg: Config, adapter: Path) -> LocalGenerator:
+        """A generator on the same base weights with `adapter` merged into the tuned copy; this one's
+        loop ends once the requests it is serving have finished."""
+        from assistant.core.models import load_tuned_model
 
-    def _answer_length(self, new_ids) -> int:
-        """Tokens before the first stop token (the rest is the stop token and padding)."""
-        for position, token in enumerate(new_ids.tolist()):
-            if token in self.stop_ids:
-                return position
-        return len(new_ids)
+        tuned = load_tuned_model(cfg, adapter, cfg.answer.dtype)[0].merge_and_unload()
+        self.loop.close()
+        return LocalGenerator(self.base, self.tokenizer, tuned)
 
-    def _refusal_rule(self, refusal_floor: float, prompt_length: int) -> list:
-        return [_RefuseWhenLikely(self.refusal_token, refusal_floor, prompt_length)] if refusal_floor else []
+    def _submit(self, messages: list[dict], tuned: bool, max_new_tokens: int, refusal_floor: float) -> Request:
+        # The template writes <bos> itself. One prompt per call, unpadded: the loop pads, and a fast
+        # tokenizer whose padding settings change under concurrent calls fails ("Already borrowed").
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.loop.submit(Request(ids, tuned and self.tuned is not None, max_new_tokens, refusal_floor))
+
+    def _text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def generate_batch(self, conversations: Sequence[list[dict]], *, tuned: bool,
                        max_new_tokens: int, refusal_floor: float = 0.0) -> list[Generation]:
-        import torch
-        from transformers import LogitsProcessorList
-
-        inputs = self._encode(conversations)
-        rules = LogitsProcessorList(self._refusal_rule(refusal_floor, inputs["input_ids"].shape[1]))
         start = time.perf_counter()
-        with self._lock, torch.inference_mode():
-            output = self.model(tuned).generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                         top_p=None, top_k=None, logits_processor=rules)
+        requests = [self._submit(m, tuned, max_new_tokens, refusal_floor) for m in conversations]
+        answers = [list(_tokens_of(request)) for request in requests]
         seconds = time.perf_counter() - start
-        new_ids = output[:, inputs["input_ids"].shape[1]:]   # [batch, generated]
-        results = []
-        for row in new_ids:
-            length = self._answer_length(row)
-            text = self.tokenizer.decode(row[:length], skip_special_tokens=True).strip()
-            results.append(Generation(text, length, None, seconds))
-        return results
+        return [Generation(self._text(ids).strip(), len(ids), None, seconds) for ids in answers]
 
     def stream(self, messages: list[dict], *, tuned: bool, max_new_tokens: int,
                refusal_floor: float = 0.0) -> Iterator[str | Generation]:
-        import torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
-
-        inputs = self._encode([messages])
-        rules = LogitsProcessorList(self._refusal_rule(refusal_floor, inputs["input_ids"].shape[1]))
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        left = threading.Event()
-        outcome: dict = {}
-
-        def work() -> None:
-            try:
-                with self._lock, torch.inference_mode():
-                    outcome["ids"] = self.model(tuned).generate(
-                        **inputs, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                        streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenSet(left)]),
-                        logits_processor=rules)
-            except Exception as err:  # handed to the consumer below, which raises it
-                outcome["error"] = err
-                streamer.end()
-
         start = time.perf_counter()
-        first_token_s = None
-        thread = threading.Thread(target=work, daemon=True, name="generate")
-        thread.start()
+        request = self._submit(messages, tuned, max_new_tokens, refusal_floor)
+        first_token_s, ids, shown = None, [], ""
         try:
-            for piece in streamer:
-                if piece:
+            for token in _tokens_of(request):
+                ids.append(token)
+                text = self._text(ids)
+                # Hold back a piece that ends inside a character (a multi-token UTF-8 sequence).
+                if text.startswith(shown) and len(text) > len(shown) and not text.endswith("\ufffd"):
                     first_token_s = first_token_s or time.perf_counter() - start
-                    yield piece
+                    yield text[len(shown):]
+                    shown = text
         finally:
-            # A consumer that stops early (a closed browser tab) must not keep the model busy.
-            left.set()
-        thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        new_ids = outcome["ids"][0, inputs["input_ids"].shape[1]:]
-        length = self._answer_length(new_ids)
-        text = self.tokenizer.decode(new_ids[:length], skip_special_tokens=True).strip()
-        yield Generation(text, length, first_token_s, time.perf_counter() - start)
+            # A consumer that stops early (a closed browser tab) must not keep a row of the batch busy.
+            request.cancel()
+        text = self._text(ids)
+        if text.startswith(shown) and len(text) > len(shown):
+            first_token_s = first_token_s or time.perf_counter() - start
+            yield text[len(shown):]
+        yield Generation(text.strip(), len(ids), first_token_s, time.perf_counter() - start)
 
 
-class _RefuseWhenLikely:
-    """At the answer's first token: start the refusal sentence when the model gives its first token at
-    least `floor` probability, though it would pick something else greedily.
-
-    A small reader that has seen few refusals rarely ranks one first, yet on questions its context cannot
-    answer it gives the refusal more weight than on those it can (shipped corpus, dev half of the held-out
-    set: AUC 0.79). Greedy decoding throws that signal away; a floor keeps it."""
-
-    def __init__(self, token: int, floor: float, prompt_length: int):
-        self.token, self.floor, self.prompt_length = token, floor, prompt_length
-
-    def __call__(self, input_ids, scores):
-        if input_ids.shape[1] != self.prompt_length:
-            return scores
-        likely = scores.float().softmax(-1)[:, self.token] >= self.floor
-        scores[likely] = float("-inf")
-        scores[likely, self.token] = 0.0
-        return scores
-
-
-class _StopWhenSet:
-    """A stopping criterion that ends generation once the reader has gone away."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+def _tokens_of(request: Request) -> Iterator[int]:
+    """The request's token ids as the loop sends them; raises the loop's error in the reader's thread."""
+    while (item := request.tokens.get()) is not None:
+        if isinstance(item, Exception):
+            raise item
+        yield item
 
 
 class RemoteGenerator:
@@ -192,6 +140,9 @@ class RemoteGenerator:
         self.client = OpenAI(base_url=answer.backend_url, api_key=os.environ.get("OPENAI_API_KEY", "unused"))
         self.models = {False: answer.backend_model, True: answer.backend_adapter_model}
         self.has_adapter = answer.backend_adapter_model is not None
+
+    def with_adapter(self, cfg: Config, adapter: Path) -> RemoteGenerator:
+        return self     # the server's adapter is a model name, not a folder here
 
     def _request(self, messages: list[dict], tuned: bool, max_new_tokens: int, stream: bool):
         return self.client.chat.completions.create(

@@ -3,6 +3,7 @@
     assistant eval                                    # all four paths; report under <workspace>/evals/<run-id>/
     assistant eval --modes base,rag --limit 20 --json
     assistant eval --questions my_questions.jsonl     # your own questions (only "question" is required)
+    assistant eval --questions feedback               # the answers corrected in the app (Chat tab)
     assistant eval --judge-url http://localhost:8000/v1 --judge-model qwen2.5-7b-instruct   # + LLM-judged metrics
     assistant eval --compare 20260101-120000 20260102-090000
 
@@ -24,8 +25,8 @@ def add_arguments(parser):
     parser.add_argument("--modes", default=",".join(Mode),
                         help="Comma-separated paths to score (default: base,rag,offline,hybrid).")
     parser.add_argument("--questions", dest="questions", type=Path,
-                        help="Held-out questions (JSONL; only `question` is required). Default: the corpus's "
-                             "eval/heldout.jsonl, else a generated set.")
+                        help="Held-out questions (JSONL; only `question` is required), or `feedback`: the answers corrected "
+                             "in the app. Default: the corpus's eval/heldout.jsonl, else a generated set.")
     parser.add_argument("--limit", dest="eval.limit", type=int, help="Score only the first N questions.")
     parser.add_argument("--max-new-tokens", dest="eval.max_new_tokens", type=int, metavar="N",
                         help="Tokens each scored answer may have (default 96, as in the app; a tuned hybrid answer quotes three lines).")
@@ -65,6 +66,10 @@ def run(args, cfg) -> int:
         return _compare(args, cfg)
     from eval.evaluate import evaluate
 
+    if args.questions == Path("feedback") and not args.questions.exists():
+        from assistant.feedback import write_feedback_questions
+
+        cfg = cfg.model_copy(update={"questions": write_feedback_questions(cfg)})
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in tuple(Mode)]
     if unknown or not modes:

@@ -13,19 +13,20 @@ QUESTION = "How much does a household membership cost per year?"
 def test_a_chat_turn_streams_then_shows_sources(assistant):
     updates = list(respond(assistant, QUESTION, [], "rag"))
     assert len(updates) >= 2
-    chat, sources, box = updates[-1]
+    chat, sources, box, last = updates[-1]
+    assert all(update[3] is None for update in updates[:-1]) and last["answer"].text == chat[-1]["content"]
     assert box == "" and [m["role"] for m in chat] == ["user", "assistant"]
     assert chat[-1]["content"] == assistant.answer(QUESTION, "rag").text
     assert "[1]" in sources and "**rag**" in sources and "tokens" in sources
     # The next turn sees the previous one, in Gradio 6's list-of-parts form, as history.
     parts = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}], "metadata": None} for m in chat]
     assert model_history(parts) == [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": chat[-1]["content"]}]
-    chat2, _, _ = list(respond(assistant, "And for a senior?", parts, "base"))[-1]
+    chat2, *_ = list(respond(assistant, "And for a senior?", parts, "base"))[-1]
     assert len(chat2) == 4
 
 
 def test_a_truncated_message_gets_a_visible_note_not_fed_back(assistant):
-    chat, sources, _ = list(respond(assistant, "y" * 100_000, [], "base"))[-1]
+    chat, sources, *_ = list(respond(assistant, "y" * 100_000, [], "base"))[-1]
     note = [m for m in chat if m.get("metadata")]
     assert note and "100,000 characters" in note[0]["content"] and "only the first" in sources
     assert all(not m.get("metadata") for m in model_history(chat))

@@ -212,3 +212,45 @@ def test_the_key_never_reaches_a_dump_of_the_config(monkeypatch):
     monkeypatch.setenv("ASSISTANT_API_KEY", KEY)
     cfg = load_config()
     assert cfg.api_key.get_secret_value() == KEY and KEY not in cfg.model_dump_json() and KEY not in repr(cfg)
+
+
+@pytest.mark.guards("clear_error")
+def test_serve_on_a_network_host_answers_openai_clients_only_with_the_key(tmp_path, tiny_model_dir):
+    """The real `assistant serve` process, bound beyond loopback with the key from ASSISTANT_API_KEY,
+    asked through the `openai` client: the wrong key or none is a 401 AuthenticationError, the key answers."""
+    import os
+    import subprocess
+    import sys
+
+    from openai import AuthenticationError, OpenAI
+
+    port = _free_port()
+    env = {**os.environ, "ASSISTANT_API_KEY": KEY, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
+           "ASSISTANT_MODEL_CACHE": str(REPO / "workspace" / "models")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "assistant", "serve", "--host", "0.0.0.0", "--port", str(port),
+         "--base-model", str(tiny_model_dir), "--corpus", str(TINY_CORPUS), "--workspace", str(tmp_path / "ws"),
+         "--max-new-tokens", "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert server.poll() is None, f"assistant serve exited: {server.stdout.read()}"
+            assert time.time() < deadline, "assistant serve did not start within 120 s"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        body = {"model": "base", "messages": [{"role": "user", "content": QUESTION}]}
+        for wrong in ("wrong-key-0123456789", "-"):
+            client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=wrong, max_retries=0)
+            with pytest.raises(AuthenticationError) as refused:
+                client.chat.completions.create(**body)
+            assert refused.value.status_code == 401 and refused.value.code == "invalid_api_key"
+            assert "Authorization: Bearer" in refused.value.message
+        keyed = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
+        assert keyed.chat.completions.create(**body).choices[0].message.role == "assistant"
+        assert sorted(m.id for m in keyed.models.list()) == ["base", "hybrid", "offline", "rag"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

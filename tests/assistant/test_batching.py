@@ -1,0 +1,102 @@
+"""Continuous batching on the tiny random Gemma 3 (with its LoRA merged for the tuned lane):
+concurrent requests, joining the running batch mid-generation, get exactly the greedy tokens they
+get alone and the tokens `model.generate` gives.
+
+In fp32: a random model's logits are full of near-ties, and in bf16 the few ulps by which a padded
+batch's sums differ from a lone row's flip some of them (bf16 serving shares that noise with any
+batched server); the splicing itself is what these tests check."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from assistant.answer import prompt_messages
+from assistant.generate import Generation, open_generator
+
+QUESTIONS = ["How much does a household membership cost per year?", "Who collects the fees?",
+             "When is the shop open for youth builders?", "Can I borrow a drill?"]
+
+
+@pytest.fixture(scope="module")
+def generator(kb_cfg, tiny_adapter):
+    cfg = kb_cfg.model_copy(update={"answer": kb_cfg.answer.model_copy(update={"dtype": "float32"})})
+    return open_generator(cfg, tiny_adapter)
+
+
+def requests(assistant) -> list[tuple[list[dict], bool, int]]:
+    """(messages, tuned, max_new_tokens): short and long prompts (with retrieved context, past the
+    tiny model's 128-token sliding window), base and tuned, different lengths."""
+    hits = assistant.retriever.passages_many(QUESTIONS[:2])
+    return [(prompt_messages(QUESTIONS[0], hits[0], ()), False, 24),
+            (prompt_messages(QUESTIONS[1], None, ()), False, 9),
+            (prompt_messages(QUESTIONS[2], None, ()), True, 17),
+            (prompt_messages(QUESTIONS[1], hits[1], ()), True, 30),
+            (prompt_messages(QUESTIONS[3], None, ()), False, 30)]
+
+
+def run_stream(generator, messages, tuned, max_new_tokens) -> tuple[list[str], Generation]:
+    items = list(generator.stream(messages, tuned=tuned, max_new_tokens=max_new_tokens))
+    return items[:-1], items[-1]
+
+
+def test_concurrent_streams_equal_their_greedy_answer_alone(assistant, generator):
+    asks = requests(assistant)
+    alone = [run_stream(generator, *ask)[1] for ask in asks]
+    assert all(g.tokens > 0 for g in alone)
+    # The first request is running before the others arrive: they must join it mid-generation.
+    first_piece, results, finished = threading.Event(), [None] * len(asks), {}
+
+    def one(i: int) -> None:
+        pieces = []
+        for item in generator.stream(asks[i][0], tuned=asks[i][1], max_new_tokens=asks[i][2]):
+            if isinstance(item, Generation):
+                results[i] = (pieces, item)
+            else:
+                pieces.append(item)
+                first_piece.set()
+                finished.setdefault(f"first piece {i}", time.perf_counter())
+        finished[i] = time.perf_counter()
+
+    threads = [threading.Thread(target=one, args=(0,))]
+    threads[0].start()
+    assert first_piece.wait(60)
+    threads += [threading.Thread(target=one, args=(i,)) for i in range(1, len(asks))]
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for i, (pieces, generation) in enumerate(results):
+        assert generation.text == alone[i].text and generation.tokens == alone[i].tokens, f"request {i}"
+        assert "".join(pieces).strip() == generation.text
+    # Admitted between decode steps, not after the running request: the short one ends first.
+    assert finished["first piece 1"] < finished[0] and finished[1] < finished[0]
+
+
+def test_batched_tokens_equal_model_generate(assistant, generator):
+    """The reference: transformers' own greedy generate, one prompt at a time."""
+    import torch
+
+    asks = requests(assistant)
+    batched = generator.generate_batch([a[0] for a in asks[:2]], tuned=False, max_new_tokens=24)
+    for (messages, _, _), generation in zip(asks[:2], batched):
+        ids = generator.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                      return_dict=True)["input_ids"]
+        with torch.inference_mode():
+            out = generator.base.generate(ids, max_new_tokens=24, do_sample=False, top_p=None, top_k=None)
+        new = out[0, ids.shape[1]:].tolist()
+        stops = [i for i, t in enumerate(new) if t in generator.loop.stop_ids]
+        expected = generator.tokenizer.decode(new[:stops[0] if stops else None], skip_special_tokens=True).strip()
+        assert generation.text == expected
+
+
+def test_a_reader_that_leaves_frees_its_row(assistant, generator):
+    messages = requests(assistant)[1][0]
+    stream = generator.stream(messages, tuned=False, max_new_tokens=200)
+    next(stream)
+    stream.close()                       # the browser tab closed
+    deadline = time.time() + 30
+    while any(lane.rows for lane in generator.loop.lanes.values()):
+        assert time.time() < deadline, "the abandoned request still occupies the batch"
+        time.sleep(0.05)
