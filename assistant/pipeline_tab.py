@@ -99,7 +99,7 @@ class StageRun:
                 done = f"{self.bar['n']}/{self.bar['total']} · ETA {self.bar['eta']}" if self.bar["total"] else self.bar["n"]
                 return f"**{self.verb}** running · {self.bar['desc'].strip() or 'progress'} {done} · {spent:.0f} s so far"
             return f"**{self.verb}** running · {spent:.0f} s so far · {self.lines[-1] if self.lines else 'starting'}"
-        if self.cancelled:
+        if self.cancelled and self.process.returncode != 0:      # (a cancel that came as it ended: done)
             return f"**{self.verb}** cancelled after {spent:.0f} s; click the same button to resume where it stopped."
         if self.process.returncode == 0:
             return f"**{self.verb}** done in {spent:.0f} s."
@@ -156,7 +156,9 @@ class PipelineRunner:
         try:
             run.process.wait(30)
         except subprocess.TimeoutExpired:
-            run.process.terminate()
+            # a child still busy after 30 s (a loaded machine, or inside an import that swallowed the signal)
+            run.process.kill()
+            run.process.wait()
         return run.status()
 
 

@@ -48,5 +48,11 @@ def test_one_stage_at_a_time_and_a_cancelled_one_says_it_resumes(tiny_cfg):
     with pytest.raises(ValueError, match="index is still running"):
         runner.start("Build dataset", str(tiny_cfg.corpus), 1)
     time.sleep(1.0)                     # inside the child's imports: Ctrl+C must still end it
-    assert "cancelled" in runner.cancel() and run.finished and run.process.returncode != 0
-    assert "click the same button to resume" in run.status() and run.result() is None
+    status = runner.cancel()
+    assert run.finished
+    # On a loaded CI machine the tiny index once finished (exit 0) as the Ctrl+C arrived: then it is done, not
+    # cancelled. The browser test cancels a training run mid-way and checks the checkpoint it leaves.
+    if run.process.returncode != 0:
+        assert "cancelled" in status and "click the same button to resume" in run.status() and run.result() is None
+    else:
+        assert "done" in status and run.result() is not None
