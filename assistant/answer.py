@@ -128,11 +128,14 @@ def find_adapter(cfg: Config, adapter: Path | None) -> Path | None:
     return latest_artifact(cfg.adapters_dir) if cfg.adapters_dir.exists() else None
 
 
+REFUSAL_FLOOR_FILE = "refusal_floor.json"   # written beside an adapter by eval.refusal_calibration
+
+
 def calibrated_floor(adapter: Path | None) -> float:
     """The refusal floor measured for this adapter (eval.refusal_calibration), 0 (greedy) if none was."""
     import json
 
-    path = Path(adapter) / "refusal_floor.json" if adapter else None
+    path = Path(adapter) / REFUSAL_FLOOR_FILE if adapter else None
     if path is None or not path.exists():
         return 0.0
     try:

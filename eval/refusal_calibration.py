@@ -22,14 +22,14 @@ import random
 import sys
 from pathlib import Path
 
-from assistant.answer import prompt_messages
+from assistant.answer import REFUSAL_FLOOR_FILE, prompt_messages
 from assistant.core.config import Config
 from assistant.core.jsonl import read_jsonl
 from assistant.core.manifest import latest_artifact
 from assistant.core.prompts import REFUSAL
 from eval.questions import QuestionsError
 
-CALIBRATION_FILE = "refusal_floor.json"
+CALIBRATION_FILE = REFUSAL_FLOOR_FILE
 
 
 def refusal_probabilities(generator, conversations: list[list[dict]], batch_size: int = 8) -> list[float]:
