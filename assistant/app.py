@@ -25,12 +25,11 @@ from pathlib import Path
 import gradio as gr
 
 from assistant.answer import Answer, Assistant, message_text
-from assistant.batching import MAX_ROWS
 from assistant.core.config import Config
 from assistant.core.jsonl import read_jsonl
 from assistant.core.manifest import latest_artifact, read_manifest, sha256_file
 from assistant.core.modes import Mode
-from assistant.feedback import append_feedback, feedback_record
+from assistant.feedback import append_feedback, feedback_record, trains_on
 from assistant.pipeline_tab import build_pipeline_tab
 from assistant.tune_report import latest_tune
 
@@ -109,7 +108,9 @@ def mark_answer(cfg: Config, right: bool, last: dict | None, correction: str) ->
     record = feedback_record(last["question"], last["answer"], last["adapter"], right, correction)
     path = append_feedback(cfg, record)
     note = f"Marked **{record['verdict']}** ({record['mode']}) in `{path}`."
-    if record["correction"]:
+    if record["correction"] and trains_on(record["question"], cfg.synth.feedback_fraction):
+        note += " Your correction becomes a training pair at the next `assistant synth`."
+    elif record["correction"]:
         note += " Your correction becomes an evaluation question: `assistant eval --questions feedback`."
     return note, ""
 
@@ -323,7 +324,8 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             last_answer = gr.State(None)
             # Answers stream concurrently: the generation loop batches them (assistant/batching.py).
             chat_io = dict(fn=functools.partial(respond, assistant), inputs=[message, chatbot, mode],
-                           outputs=[chatbot, sources, message, last_answer], concurrency_limit=MAX_ROWS)
+                           outputs=[chatbot, sources, message, last_answer],
+                           concurrency_limit=cfg.answer.max_batch_rows)
             send.click(**chat_io, api_name="respond")
             message.submit(**chat_io, api_name=False)
             for button, verdict in ((right, True), (wrong, False)):
@@ -343,7 +345,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                         cells.append(gr.Markdown(elem_id=f"compare-{m}-answer"))
                         cells.append(gr.Markdown(elem_id=f"compare-{m}-sources"))
             ask_all.click(functools.partial(compare, assistant), [question], cells, api_name="compare",
-                          concurrency_limit=MAX_ROWS)
+                          concurrency_limit=cfg.answer.max_batch_rows)
 
         with gr.Tab("Pipeline", id="pipeline"):
             build_pipeline_tab(assistant, header, functools.partial(app_header, assistant))

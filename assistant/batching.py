@@ -14,9 +14,6 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-# The serving bench measured batch 16 at 3x the tokens/s of batch 1 on 2 cores; beyond ~32 rows a
-# decode step on CPU grows about linearly with the rows, so admitting more only delays everyone.
-MAX_ROWS = 32
 
 
 @dataclass(eq=False)       # compared by identity: two requests may ask the same
@@ -97,8 +94,9 @@ def _pad_left(tensor, columns: int):
 class DecodeLoop:
     """The one thread that runs the models; `submit` from any thread, read the request's `tokens`."""
 
-    def __init__(self, models: dict[bool, object], stop_ids: set[int], refusal_token: int):
+    def __init__(self, models: dict[bool, object], stop_ids: set[int], refusal_token: int, max_rows: int = 32):
         self.lanes = {tuned: _Lane(model) for tuned, model in models.items()}
+        self.max_rows = max_rows      # per lane (answer.max_batch_rows); later requests wait for a free row
         self.stop_ids, self.refusal_token = stop_ids, refusal_token
         self._waiting: list[Request] = []
         self._wake = threading.Condition()
@@ -142,7 +140,7 @@ class DecodeLoop:
 
     def _admissible(self) -> list[Request]:
         """Waiting requests that fit their lane (called holding the lock); the rest keep waiting."""
-        room = {tuned: MAX_ROWS - len(lane.rows) for tuned, lane in self.lanes.items()}
+        room = {tuned: self.max_rows - len(lane.rows) for tuned, lane in self.lanes.items()}
         admitted, still = [], []
         for request in self._waiting:
             if room[request.tuned] > 0:

@@ -5,7 +5,9 @@ Every mark is one line of `<workspace>/feedback.jsonl`: the question, the path, 
 sources, the adapter that answered, the time, the verdict and the corrected answer when one was
 typed. `assistant eval --questions feedback` scores the four paths on the corrected ones: the
 correction is the reference and its figures and names (what the key-fact metric checks) are the key
-facts.
+facts. With `synth.feedback_fraction` above 0, `assistant synth` trains on that share of the corrections
+(chosen by a hash of the question, so each keeps its side) and the evaluation asks only the others: a
+correction never scores the adapter it taught.
 
     python -m assistant.feedback      # writes <workspace>/questions.feedback.jsonl and prints its path
 """
@@ -55,23 +57,44 @@ def correction_key_facts(correction: str) -> list[str]:
     return facts or [correction.strip().rstrip(".")]
 
 
-def feedback_questions(cfg: Config) -> list[dict]:
-    """One evaluation question per corrected question (the newest correction wins), in the held-out
-    file's format. Sources are left out: the answer's retrieved chunks were the wrong ones as often
-    as not, so they say nothing about where the right answer lives."""
+def corrections(cfg: Config) -> dict[str, str]:
+    """{question: its newest correction}, from the feedback file (broken lines skipped)."""
     path = feedback_path(cfg)
-    latest: dict[str, dict] = {}
+    latest: dict[str, str] = {}
     for _, record in read_jsonl(path, skip_broken=True) if path.exists() else ():
         if isinstance(record, dict) and record.get("correction") and record.get("question"):
-            latest[record["question"].strip()] = record
+            latest[str(record["question"]).strip()] = str(record["correction"])
+    return latest
+
+
+def trains_on(question: str, fraction: float) -> bool:
+    """Whether a correction is a training pair (else an evaluation question): a hash of the question against
+    `synth.feedback_fraction`, so the same question always lands on the same side."""
+    return int(hashlib.sha256(question.encode()).hexdigest()[:8], 16) / 16 ** 8 < fraction
+
+
+def training_corrections(cfg: Config) -> dict[str, str]:
+    """The corrections `assistant synth` turns into pairs (none at `synth.feedback_fraction` 0)."""
+    return {q: c for q, c in corrections(cfg).items() if trains_on(q, cfg.synth.feedback_fraction)}
+
+
+def feedback_questions(cfg: Config) -> list[dict]:
+    """One evaluation question per corrected question (the newest correction wins) that is not trained on,
+    in the held-out file's format. Sources are left out: the answer's retrieved chunks were the wrong ones
+    as often as not, so they say nothing about where the right answer lives."""
     return [{"id": "fb-" + hashlib.sha256(question.encode()).hexdigest()[:10], "question": question,
-             "reference": record["correction"], "key_facts": correction_key_facts(record["correction"]),
-             "kind": FEEDBACK_KIND} for question, record in latest.items()]
+             "reference": correction, "key_facts": correction_key_facts(correction), "kind": FEEDBACK_KIND}
+            for question, correction in corrections(cfg).items()
+            if not trains_on(question, cfg.synth.feedback_fraction)]
 
 
 def write_feedback_questions(cfg: Config) -> Path:
     """The corrected answers as `<workspace>/questions.feedback.jsonl`, for `assistant eval --questions`."""
     questions = feedback_questions(cfg)
+    if not questions and corrections(cfg):
+        raise UserError(f"{feedback_path(cfg)}: every corrected answer is a training pair "
+                        f"(synth.feedback_fraction = {cfg.synth.feedback_fraction}), so none is left to evaluate "
+                        "with; lower it (ASSISTANT_SYNTH__FEEDBACK_FRACTION=0.5) and run synth and train again")
     if not questions:
         raise UserError(f"{feedback_path(cfg)}: no corrected answers yet; in the app's Chat tab mark an answer "
                         "wrong and type the right one, then run `assistant eval --questions feedback` again")

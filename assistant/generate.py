@@ -41,7 +41,7 @@ def open_generator(cfg: Config, adapter: Path | None) -> LocalGenerator | Remote
     # recomputes LoRA on every linear layer and its trained turn-token rows of the 262k-row tied head at
     # each generated token, and answered 7x slower here (8 questions: 15.8 s against 2.3 s merged).
     tuned = load_tuned_model(cfg, adapter, cfg.answer.dtype)[0].merge_and_unload() if adapter else None
-    return LocalGenerator(base, tokenizer, tuned)
+    return LocalGenerator(base, tokenizer, tuned, max_rows=cfg.answer.max_batch_rows)
 
 
 class LocalGenerator:
@@ -51,7 +51,7 @@ class LocalGenerator:
     joins the running batch at the next decode step) instead of queueing behind a lock.
     """
 
-    def __init__(self, base, tokenizer, tuned=None):
+    def __init__(self, base, tokenizer, tuned=None, max_rows: int = 32):
         self.base = base
         self.tuned = tuned
         self.tokenizer = tokenizer
@@ -60,7 +60,7 @@ class LocalGenerator:
         stop_ids = set(eos if isinstance(eos, list) else [eos])
         refusal_token = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"][0]
         models = {False: base, True: tuned} if tuned is not None else {False: base}
-        self.loop = DecodeLoop(models, stop_ids, refusal_token)
+        self.loop = DecodeLoop(models, stop_ids, refusal_token, max_rows)
 
     def model(self, tuned: bool):
         return self.tuned if tuned and self.tuned is not None else self.base
@@ -72,7 +72,7 @@ class LocalGenerator:
 
         tuned = load_tuned_model(cfg, adapter, cfg.answer.dtype)[0].merge_and_unload()
         self.loop.close()
-        return LocalGenerator(self.base, self.tokenizer, tuned)
+        return LocalGenerator(self.base, self.tokenizer, tuned, self.loop.max_rows)
 
     def _submit(self, messages: list[dict], tuned: bool, max_new_tokens: int, refusal_floor: float) -> Request:
         # The template writes <bos> itself. One prompt per call, unpadded: the loop pads, and a fast

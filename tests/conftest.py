@@ -3,6 +3,7 @@ and a config that points every stage at a temporary workspace."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_CORPUS = FIXTURES / "tiny_corpus"
 TINY_QUESTIONS = FIXTURES / "tiny_questions.jsonl"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def build_tiny_model(target: Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:

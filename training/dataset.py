@@ -31,11 +31,11 @@ from indexing.ingest import UnreadableFile, split_front_matter
 from training.content_points import ContentPoint
 from training.gates import answer_of, apply_gates
 from training.generators import EXTRACTIVE_VERSION, LLM_PROMPT_VERSION, Generator, make_generator, write_content_points
-from training.pairs import (PAIRS_VERSION, REFUSAL_VERSION, points_to_output_pair, qa_pairs, raft_pair, refusal_pair,
-                            refusal_questions)
+from training.pairs import (PAIRS_VERSION, REFUSAL_VERSION, pair_record, points_to_output_pair, qa_pairs, raft_pair,
+                            refusal_pair, refusal_questions)
 from training.split import split_by_phrasing
 
-PAIR_TYPES = ("qa", "points_to_output", "raft", "refusal")
+PAIR_TYPES = ("qa", "points_to_output", "raft", "refusal", "feedback")
 GATES = ("malformed", "format", "ungrounded", "duplicate", "near_duplicate", "leakage")
 
 
@@ -57,6 +57,7 @@ class DatasetReport:
 
 def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
     """Build (or find up to date) the fine-tuning set for the configured index."""
+    from assistant.feedback import feedback_questions, training_corrections
     from indexing.retrieve import open_retriever
     from indexing.store import index_fingerprint, load_chunks
 
@@ -66,6 +67,10 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
     if not chunks:
         raise ConfigError(f"the index at {cfg.kb_dir} holds no chunks; run `assistant index` on a corpus with documents")
     held_out = read_held_out_questions([cfg.questions_path, cfg.general_questions_path])
+    corrected = training_corrections(cfg)
+    if cfg.synth.feedback_fraction > 0:
+        # The corrections left to evaluate with are held out like any evaluation question.
+        held_out = sorted({*held_out, *(q["question"] for q in feedback_questions(cfg))})
     inputs = {
         "index": index_fingerprint(cfg),
         "held_out_questions": sha256_json(held_out),
@@ -74,6 +79,7 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
         "prompts": sha256_json(prompt_versions()),
         "models": sha256_json([cfg.embed_model, cfg.base_model if cfg.synth.generator == "hf" else None]),
         "seed": str(cfg.seed),
+        **({"feedback": sha256_json(corrected)} if corrected else {}),
     }
     folder = cfg.datasets_dir / sha256_json(inputs)[:12]
     if is_up_to_date(folder, inputs):
@@ -92,6 +98,7 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
     # Step 3: the four pair types.
     retriever = open_retriever(cfg)
     records = build_pairs(cfg, chunks, points, generator, retriever, progress)
+    records += feedback_pairs(corrected, retriever)
     stage_seconds["pairs"] = round(time.perf_counter() - started - sum(stage_seconds.values()), 1)
 
     # Step 4: quality gates.
@@ -202,6 +209,19 @@ def build_pairs(cfg: Config, chunks: list[Chunk], points: dict[str, list[Content
     for question, hits in zip(questions, _search(retriever, questions, "refusals", progress)):
         records.append(refusal_pair(question, None))
         records.append(refusal_pair(question, hits))
+    return records
+
+
+def feedback_pairs(corrected: dict[str, str], retriever) -> list[dict]:
+    """Each correction from the app, asked without context and with what retrieval finds for it, answered
+    with the correction: a team's corrections reach both tuned paths, in the first phrasing round."""
+    questions = sorted(corrected)
+    records = []
+    for question, hits in zip(questions, retriever.passages_many(questions) if questions else []):
+        for context in (None, hits):
+            records.append(pair_record(question, corrected[question].strip(), context, pair_type="feedback",
+                                       chunk_ids=[h.chunk.id for h in context or ()], doc_id=None,
+                                       generator="feedback", prompt_version="feedback-v1"))
     return records
 
 

@@ -3,6 +3,7 @@
     assistant synth                                   # extractive generator: no LLM, seconds on a CPU
     assistant synth --generator hf                    # the packaged base model writes the questions
     assistant synth --generator openai --generator-url http://localhost:8000/v1 --generator-model Qwen2.5-7B-Instruct
+    assistant synth --feedback-fraction 0.5           # half the answers corrected in the app become pairs
     assistant synth --json                            # {"dataset", "train", "validation", "by_type", "rejected"}
 
 Builds the index first when there is none. The dataset lands in <workspace>/datasets/<id>/ with a card
@@ -25,7 +26,10 @@ def add_arguments(parser):
     parser.add_argument("--paraphrases", dest="synth.paraphrases", type=int, help="Questions per content point.")
     parser.add_argument("--refusals", dest="synth.refusals", type=int, help="Out-of-scope refusal questions.")
     parser.add_argument("--validation-fraction", dest="synth.validation_fraction", type=float,
-                        help="Share of documents held out for validation (0 trains on all).")
+                        help="Share of content points with one phrasing kept for validation (0: all trained).")
+    parser.add_argument("--feedback-fraction", dest="synth.feedback_fraction", type=float,
+                        help="Share of the answers corrected in the app that become training pairs (0..1, default 0); "
+                             "the rest stay questions for `assistant eval --questions feedback`.")
 
 
 def run(args, cfg):

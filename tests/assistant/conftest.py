@@ -4,11 +4,16 @@ tuned paths run for real (its answers are noise, but the adapter really changes 
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]
 INJECTION_DOC = """---
 id: notice-board
 title: Notice Board
@@ -93,3 +98,21 @@ def assistant(kb_cfg):
     from assistant.answer import Assistant
 
     return Assistant(kb_cfg)
+
+
+@contextmanager
+def browser_tab(url: str, ready_tab: str, height: int = 1000):
+    """Debian's Chromium, headless, on the app at `url` once its `ready_tab` tab has rendered."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        tab = browser.new_page(viewport={"width": 1400, "height": height})
+        tab.set_default_timeout(60_000)
+        tab.goto(url)
+        tab.get_by_role("tab", name=ready_tab).wait_for()
+        yield tab
+        browser.close()

@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-from pathlib import Path
 
 import pytest
 
 from assistant.core.manifest import build_manifest, write_manifest
+from tests.assistant.conftest import SHOTS, browser_tab
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
 LASER_DOC = "---\nid: laser-cutter\ntitle: Laser Cutter Rules\n---\n\n# Laser Cutter Rules\n\n## Materials\n\n" \
             "Never cut PVC in the laser cutter; the chlorine gas ruins the optics. Acrylic up to 6 mm is fine.\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_dataset_and_report(cfg) -> None:
@@ -79,19 +69,8 @@ def app_url(new_workspace):
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(60_000)
-        tab.goto(app_url)
-        tab.get_by_role("tab", name="Chat").wait_for()
+    with browser_tab(app_url, "Chat") as tab:
         yield tab
-        browser.close()
 
 
 # Records every distinct text the newest answer bubble shows, to prove the answer arrived in pieces.

@@ -100,3 +100,27 @@ def test_a_reader_that_leaves_frees_its_row(assistant, generator):
     while any(lane.rows for lane in generator.loop.lanes.values()):
         assert time.time() < deadline, "the abandoned request still occupies the batch"
         time.sleep(0.05)
+
+
+def test_at_most_max_batch_rows_decode_at_once_and_the_rest_wait_their_turn(assistant, generator):
+    from assistant.generate import LocalGenerator
+
+    narrow = LocalGenerator(generator.base, generator.tokenizer, max_rows=2)     # answer.max_batch_rows = 2
+    conversations = [prompt_messages(q, None, ()) for q in QUESTIONS]
+    widest, done = [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            widest[0] = max(widest[0], len(narrow.loop.lanes[False].rows))
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        answers = narrow.generate_batch(conversations, tuned=False, max_new_tokens=16)
+    finally:
+        done.set()
+        watcher.join()
+    assert widest[0] == 2
+    assert [a.text for a in answers] == [a.text for a in generator.generate_batch(conversations, tuned=False,
+                                                                                   max_new_tokens=16)]

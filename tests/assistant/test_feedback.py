@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from assistant.app import mark_answer, respond
 from assistant.cli import main
-from assistant.feedback import correction_key_facts, feedback_path
+from assistant.core.errors import UserError
+from assistant.feedback import append_feedback, correction_key_facts, feedback_path, write_feedback_questions
 
 QUESTION = "How much does a household membership cost per year?"
 
@@ -63,3 +66,48 @@ def test_eval_questions_feedback_scores_the_corrections(assistant, new_workspace
     rows = [json.loads(line) for line in (Path(report["report_dir"]) / "scores.jsonl").read_text().splitlines()]
     scored = {(r["question_id"], r["mode"]) for r in rows if r["question_id"].startswith("fb-")}
     assert scored == {(questions[0]["id"], "base"), (questions[0]["id"], "rag")}
+
+
+def test_synth_trains_on_a_share_of_the_corrections_and_eval_asks_only_the_rest(new_workspace):
+    from assistant.feedback import feedback_questions, trains_on
+    from training.dataset import build_dataset
+
+    cfg = new_workspace()
+    # questions far apart, so that the leakage gate keeps the trained ones away from the evaluated ones
+    questions = ["Who keeps the key to the tool shed?", "When does the winter bulb sale open?",
+                 "How many plots can one household rent?", "What colour are the compost bins?",
+                 "Which bank holds the club's savings?", "Where do volunteers park on show day?",
+                 "Can children under ten enter the pumpkin contest?", "What does a late renewal cost?",
+                 "Who audits the accounts each spring?", "How long may a hose run unattended?"]
+    for number, question in enumerate(questions):
+        append_feedback(cfg, {"question": question, "mode": "hybrid", "answer": "no", "verdict": "wrong",
+                              "correction": f"Rule {number + 1}: ask the secretary, Alex Moreau."})
+    cfg = cfg.model_copy(update={"synth": cfg.synth.model_copy(update={"feedback_fraction": 0.5})})
+    trained = {q for q in questions if trains_on(q, 0.5)}
+    assert 2 <= len(trained) <= 8             # a hash split, not all or nothing
+
+    report = build_dataset(cfg, progress=False)
+    records = [json.loads(line) for line in (report.dataset / "train.jsonl").read_text().splitlines()]
+    pairs = [r for r in records if r["meta"]["type"] == "feedback"]
+    # every trained correction, asked without context and with retrieval's, answered with the correction
+    assert {(r["meta"]["question"], r["meta"]["with_context"]) for r in pairs} == \
+        {(q, context) for q in trained for context in (False, True)}
+    assert all(r["messages"][-1]["content"].startswith("Rule ") for r in pairs)
+    assert any("[1]" in r["messages"][-2]["content"] for r in pairs if r["meta"]["with_context"])
+    # evaluation asks only the corrections that trained nothing
+    asked = {q["question"] for q in feedback_questions(cfg)}
+    assert asked == set(questions) - trained
+    # a new correction is a new input: the dataset is rebuilt, not found up to date
+    new = next(q for q in (f"Who signs off refund form {n}?" for n in range(100)) if trains_on(q, 0.5))
+    append_feedback(cfg, {"question": new, "mode": "offline", "answer": "?", "verdict": "wrong", "correction": "The treasurer."})
+    again = build_dataset(cfg, progress=False)
+    assert again.dataset != report.dataset and again.by_type["feedback"] == 2 * len(trained) + 2
+
+
+def test_with_every_correction_trained_eval_says_what_to_change(new_workspace):
+    cfg = new_workspace()
+    append_feedback(cfg, {"question": "Who collects the fees?", "mode": "rag", "answer": "?", "verdict": "wrong",
+                          "correction": "The treasurer."})
+    cfg = cfg.model_copy(update={"synth": cfg.synth.model_copy(update={"feedback_fraction": 1.0})})
+    with pytest.raises(UserError, match="every corrected answer is a training pair"):
+        write_feedback_questions(cfg)

@@ -14,8 +14,8 @@ import re
 
 import pytest
 
-from tests.assistant.conftest import make_config
-from tests.assistant.test_app_browser import ARGS, CHROMIUM, SHOTS, free_port
+from tests.assistant.conftest import SHOTS, browser_tab, make_config
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -37,19 +37,8 @@ def pipeline_app(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def page(pipeline_app):
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1100})
-        tab.set_default_timeout(60_000)
-        tab.goto(pipeline_app[1])
-        tab.get_by_role("tab", name="Pipeline").wait_for()
+    with browser_tab(pipeline_app[1], "Pipeline", height=1100) as tab:
         yield tab
-        browser.close()
 
 
 def run_stage(page, verb: str, timeout_ms: int = 300_000) -> None:

@@ -2,19 +2,13 @@
 and the `openai` backend pointed at that same server."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import pytest
+from tests.conftest import free_port
 
 QUESTION = "How much does a household membership cost per year?"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

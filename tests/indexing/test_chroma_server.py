@@ -1,7 +1,6 @@
 """Index and query through a real `chroma run` server on loopback instead of the embedded store."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,12 +10,7 @@ import pytest
 
 from indexing.retrieve import open_retriever
 from indexing.store import build_index, load_chunks
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import free_port
 
 
 @pytest.fixture()
@@ -24,7 +18,7 @@ def chroma_server(tmp_path):
     """A `chroma run` subprocess (the CLI that ships with chromadb); yields its URL and data folder."""
     import chromadb
 
-    port, data = _free_port(), tmp_path / "server-data"
+    port, data = free_port(), tmp_path / "server-data"
     chroma = Path(sys.executable).parent / "chroma"
     process = subprocess.Popen([str(chroma), "run", "--path", str(data), "--port", str(port), "--host", "127.0.0.1"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

@@ -4,7 +4,6 @@ route, and no response names a file by the server's own path."""
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,21 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.conftest import REPO, TINY_CORPUS, index_config
+from tests.conftest import free_port
 
 KEY = "test-key-0123456789"
 QUESTION = "How much does a household membership cost per year?"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(api) -> tuple[str, object]:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=_free_port(), log_level="critical"))
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=free_port(), log_level="critical"))
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.time() + 30
     while not server.started:
@@ -224,7 +218,7 @@ def test_serve_on_a_network_host_answers_openai_clients_only_with_the_key(tmp_pa
 
     from openai import AuthenticationError, OpenAI
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ASSISTANT_API_KEY": KEY, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
            "ASSISTANT_MODEL_CACHE": str(REPO / "workspace" / "models")}
     server = subprocess.Popen(
