@@ -24,7 +24,7 @@ from pathlib import Path
 from assistant.core.config import Config
 from assistant.core.manifest import latest_artifact
 from assistant.core.modes import Mode
-from assistant.core.prompts import build_messages
+from assistant.core.prompts import REFUSAL, build_messages
 from assistant.core.records import Hit
 from assistant.generate import Generation, open_generator
 from indexing.ingest import strip_control_tokens
@@ -131,17 +131,18 @@ def find_adapter(cfg: Config, adapter: Path | None) -> Path | None:
 REFUSAL_FLOOR_FILE = "refusal_floor.json"   # written beside an adapter by eval.refusal_calibration
 
 
-def calibrated_floor(adapter: Path | None) -> float:
-    """The refusal floor measured for this adapter (eval.refusal_calibration), 0 (greedy) if none was."""
+def calibrated(adapter: Path | None, key: str) -> float:
+    """A refusal setting measured for this adapter (eval.refusal_calibration: "floor", "retrieval_gate"), 0 (off)
+    if none was. Read at each answer, so a recalibration takes effect without a restart."""
     import json
 
     path = Path(adapter) / REFUSAL_FLOOR_FILE if adapter else None
     if path is None or not path.exists():
         return 0.0
     try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["floor"])
-    except (ValueError, KeyError, TypeError):
-        return 0.0     # a damaged file is recomputed by the next `assistant eval`; answering goes on greedily
+        return float(json.loads(path.read_text(encoding="utf-8")).get(key, 0.0))
+    except (ValueError, TypeError, AttributeError):
+        return 0.0     # a damaged file is recomputed by the next `assistant eval`; answering goes on ungated
 
 
 class NoIndexError(RuntimeError):
@@ -203,7 +204,20 @@ class Assistant:
             return 0.0
         if self.cfg.answer.refusal_floor != "auto":
             return float(self.cfg.answer.refusal_floor)
-        return calibrated_floor(self.adapter)
+        return calibrated(self.adapter, "floor")
+
+    def retrieval_gate(self, mode: str) -> float:
+        """hybrid refuses without generating when its best context sentence scores below this."""
+        if mode != "hybrid":
+            return 0.0
+        if self.cfg.answer.retrieval_gate != "auto":
+            return float(self.cfg.answer.retrieval_gate)
+        return calibrated(self.adapter, "retrieval_gate")
+
+    def _gated(self, hits: list[Hit] | None, mode: str) -> bool:
+        """Whether retrieval found nothing close enough to answer from (the gate is 0 when off)."""
+        gate = self.retrieval_gate(mode) if hits is not None else 0.0
+        return gate > 0 and (not hits or hits[0].score < gate)
 
     def _retrieve(self, questions: list[str], mode: str) -> list[list[Hit] | None]:
         if not mode.retrieves:
@@ -230,6 +244,9 @@ class Assistant:
             hits = self._retrieve([question], mode)[0]
         except NoIndexError as err:
             yield Answer(str(err), mode, latency_s=time.perf_counter() - start)
+            return
+        if self._gated(hits, mode):
+            yield Answer(REFUSAL, mode, hits or [], time.perf_counter() - start, 0, None, note)
             return
         # Step 2: build the one prompt.
         history = bounded_history(history, self.cfg.answer.history_turns, self.cfg.answer.max_question_chars)
@@ -275,10 +292,14 @@ class Assistant:
         except NoIndexError as err:
             return [a or Answer(str(err), mode) for a in answers]
         retrieve_share = (time.perf_counter() - start) / len(todo)
+        for j, i in enumerate(todo):
+            if self._gated(hits[j], mode):
+                answers[i] = Answer(REFUSAL, mode, hits[j] or [], retrieve_share, 0, None, cleaned[i][1])
         # Step 2: prompts.
         prompts = [prompt_messages(cleaned[i][0], h, ()) for i, h in zip(todo, hits)]
         # Step 3: generate in batches of similar length, so little of each batch is padding.
-        by_length = sorted(range(len(todo)), key=lambda j: sum(len(m["content"]) for m in prompts[j]))
+        by_length = sorted((j for j, i in enumerate(todo) if answers[i] is None),
+                           key=lambda j: sum(len(m["content"]) for m in prompts[j]))
         # Without context a prompt is ~60 tokens, so four times the batch fits the same work: 32 base answers
         # took 11.7 s in one batch against 27.0 s in batches of 8 here.
         size = self.cfg.eval.batch_size * (1 if mode.retrieves else 4)

@@ -86,10 +86,11 @@ def evaluate(cfg: Config, modes: Sequence[str] = tuple(Mode), questions_path: Pa
     skipped.update({m: "no index found; build one with `assistant index`"
                     for m in modes if Mode(m).retrieves and inputs["index"] is None and m not in skipped})
     runnable = [m for m in modes if m not in skipped]
-    if "hybrid" in runnable and cfg.answer.refusal_floor == "auto":
+    if "hybrid" in runnable and "auto" in (cfg.answer.refusal_floor, cfg.answer.retrieval_gate):
         ensure_refusal_floor(cfg, assistant, progress)
     settings = answer_settings(cfg, inputs["adapter"], inputs["index"])
     settings["refusal_floor"] = assistant.refusal_floor("hybrid") if "hybrid" in runnable else 0.0
+    settings["retrieval_gate"] = assistant.retrieval_gate("hybrid") if "hybrid" in runnable else 0.0
     cache = cfg.evals_dir / ".answers.jsonl"
     common = dict(settings=settings, cache_path=cache, batch_size=cfg.eval.batch_size,
                   max_new_tokens=cfg.eval.max_new_tokens, progress=progress)
@@ -158,7 +159,8 @@ def ensure_refusal_floor(cfg: Config, assistant, progress: bool) -> None:
     if path is None or dataset is None:
         return
     try:
-        if json.loads(path.read_text(encoding="utf-8")).get("dataset") == dataset.name:
+        measured = json.loads(path.read_text(encoding="utf-8"))
+        if measured.get("dataset") == dataset.name and "retrieval_gate" in measured:
             return
     except (OSError, ValueError):
         pass

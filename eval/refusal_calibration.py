@@ -14,6 +14,13 @@ with one adapter and none with another), so it is measured for each adapter:
 
 The floor is the lowest that refuses at most `max_false_refusals` of the answerable prompts. It is written
 beside the adapter with what it refused on each side, and `answer.refusal_floor = auto` reads it.
+
+A second, cheaper signal sits before the model: a question whose best context sentence is far from it
+has no answer in the documents. The retrieval gate is the score under which `GATE_SHARE` of the validation
+split's questions fall (answerable by construction); `answer.retrieval_gate = auto` makes hybrid refuse
+below it without generating. The floor's 5% and the gate's 10% were chosen on the shipped held-out set's
+dev half (with the floor alone, unanswerable refused 3 of 11; with the gate at 5%, 10%, 15% of the
+validation questions: 3, 7, 7 of 11, answerable wrongly refused 5, 7, 13 of 66).
 """
 from __future__ import annotations
 
@@ -28,8 +35,10 @@ from assistant.core.jsonl import read_jsonl
 from assistant.core.manifest import latest_artifact
 from assistant.core.prompts import REFUSAL
 from eval.questions import QuestionsError
+from training.pairs import refusal_questions
 
 CALIBRATION_FILE = REFUSAL_FLOOR_FILE
+GATE_SHARE = 0.10
 
 
 def refusal_probabilities(generator, conversations: list[list[dict]], batch_size: int = 8) -> list[float]:
@@ -58,10 +67,30 @@ def choose_floor(answerable: list[float], max_false_refusals: float) -> float:
     return min(1.0, ranked[allowed] + 1e-6) if allowed < len(ranked) else 0.0
 
 
+def choose_gate(answerable_scores: list[float], share: float) -> float:
+    """The highest gate (refuse below it) that refuses at most `share` of the answerable questions."""
+    ranked = sorted(answerable_scores)
+    allowed = int(share * len(ranked))
+    return ranked[allowed] if allowed < len(ranked) else 0.0
+
+
+def validation_questions(cfg: Config) -> list[str]:
+    """The newest dataset's validation questions that have an answer (a phrasing of a trained fact)."""
+    dataset = latest_artifact(cfg.datasets_dir) if cfg.datasets_dir.exists() else None
+    path = dataset / "validation.jsonl" if dataset else None
+    if path is None or not path.exists():
+        return []
+    return sorted({pair["meta"]["question"] for _, pair in read_jsonl(path, QuestionsError)
+                   if "point_id" in (pair.get("meta") or {}) and pair["messages"][-1]["content"] != REFUSAL})
+
+
+def retrieval_scores(assistant, questions: list[str]) -> list[float]:
+    """The best context sentence's score for each question, as the hybrid path retrieves it."""
+    return [hits[0].score if hits else 0.0 for hits in assistant.retriever.passages_many(questions)]
+
+
 def calibration_prompts(cfg: Config, assistant, count: int, seed: int) -> tuple[list[list[dict]], list[list[dict]]]:
     """(answerable, unanswerable) prompts from the newest dataset's validation split and off-topic questions."""
-    from training.pairs import refusal_questions
-
     dataset = latest_artifact(cfg.datasets_dir) if cfg.datasets_dir.exists() else None
     path = dataset / "validation.jsonl" if dataset else None
     if path is None or not path.exists():
@@ -95,19 +124,26 @@ def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: i
     p_answerable = refusal_probabilities(assistant.generator, answerable)
     p_unanswerable = refusal_probabilities(assistant.generator, unanswerable)
     floor = choose_floor(p_answerable, max_false_refusals)
+    gate = choose_gate(retrieval_scores(assistant, validation_questions(cfg)), GATE_SHARE)
+    off_topic = refusal_questions(assistant.retriever.chunks, count // 2, random.Random(cfg.seed + 1))
     result = {
         "floor": floor, "max_false_refusals": max_false_refusals,
         "answerable": len(p_answerable), "unanswerable": len(p_unanswerable),
         "false_refusals": sum(p >= floor for p in p_answerable) / len(p_answerable),
         "refused_unanswerable": sum(p >= floor for p in p_unanswerable) / len(p_unanswerable),
         "greedy_refused_unanswerable": sum(p >= 0.5 for p in p_unanswerable) / len(p_unanswerable),
+        "retrieval_gate": gate, "gate_share": GATE_SHARE,
+        "gate_refused_off_topic": (sum(score < gate for score in retrieval_scores(assistant, off_topic))
+                                   / max(1, len(off_topic))),
         "dataset": latest_artifact(cfg.datasets_dir).name,
     }
     target = Path(assistant.adapter) / CALIBRATION_FILE
     target.write_text(json.dumps(result, indent=2), encoding="utf-8")
     if progress:
         print(f"refusal floor {floor:.3f}: refuses {result['refused_unanswerable']:.0%} of unanswerable and "
-              f"{result['false_refusals']:.0%} of answerable synthetic prompts -> {target}", file=sys.stderr)
+              f"{result['false_refusals']:.0%} of answerable synthetic prompts; retrieval gate {gate:.3f}: refuses "
+              f"{result['gate_refused_off_topic']:.0%} of off-topic questions and {GATE_SHARE:.0%} of validation "
+              f"ones -> {target}", file=sys.stderr)
     return result
 
 

@@ -48,7 +48,7 @@ def run(args, cfg):
              f"loss        train {report.train_loss}   validation {report.val_loss}"]
     if report.note:
         lines.append(f"note        {report.note}")
-    if cfg.answer.refusal_floor == "auto" and cfg.answer.backend == "hf":
+    if "auto" in (cfg.answer.refusal_floor, cfg.answer.retrieval_gate) and cfg.answer.backend == "hf":
         # measured now so that `assistant chat` refuses as the evaluation will (eval.refusal_calibration)
         from assistant.answer import Assistant
         from eval.refusal_calibration import calibrate
@@ -57,6 +57,8 @@ def run(args, cfg):
         if floor:
             result["refusal_floor"] = floor
             lines.append(f"refusals    hybrid floor {floor['floor']:.3f}: refuses {floor['refused_unanswerable']:.0%} of "
-                         f"synthetic unanswerable prompts, {floor['false_refusals']:.0%} of answerable ones")
+                         f"synthetic unanswerable prompts, {floor['false_refusals']:.0%} of answerable ones; retrieval "
+                         f"gate {floor['retrieval_gate']:.3f}: refuses {floor['gate_refused_off_topic']:.0%} of "
+                         f"off-topic questions")
     emit(args, result, "\n".join(lines))
     return 0

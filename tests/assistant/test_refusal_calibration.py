@@ -27,7 +27,7 @@ def _validation_set(cfg, answerable: int, unanswerable: int) -> None:
         refused = n >= answerable
         records.append(pair_record(f"What does tier {n} cost?", REFUSAL if refused else f"[1] Tier {n} costs ${n}.",
                                    [Hit(chunk, 1.0)], pair_type="raft", chunk_ids=["c1"], doc_id="fees",
-                                   generator="extractive", prompt_version="v1"))
+                                   generator="extractive", prompt_version="v1", extra={"point_id": f"p{n}"}))
     folder = cfg.datasets_dir / "d1"
     folder.mkdir(parents=True)
     (folder / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
@@ -36,7 +36,8 @@ def _validation_set(cfg, answerable: int, unanswerable: int) -> None:
 
 def test_calibration_writes_a_floor_beside_the_adapter_that_auto_then_uses(new_workspace):
     from assistant.answer import Assistant
-    from eval.refusal_calibration import CALIBRATION_FILE, calibrate, calibration_prompts, refusal_probabilities
+    from eval.refusal_calibration import (CALIBRATION_FILE, GATE_SHARE, calibrate, calibration_prompts,
+                                          refusal_probabilities, retrieval_scores, validation_questions)
 
     cfg = new_workspace()
     _validation_set(cfg, answerable=40, unanswerable=4)
@@ -56,8 +57,37 @@ def test_calibration_writes_a_floor_beside_the_adapter_that_auto_then_uses(new_w
     assert assistant.refusal_floor("hybrid") == result["floor"] and assistant.refusal_floor("offline") == 0.0
     assert assistant.with_config(cfg.model_copy(update={"answer": cfg.answer.model_copy(
         update={"refusal_floor": 0.3})})).refusal_floor("hybrid") == 0.3
+    # the retrieval gate refuses at most its share of the validation questions, which all have an answer
+    scores = retrieval_scores(assistant, validation_questions(cfg))
+    assert len(scores) == 40 and 0 < result["retrieval_gate"] <= max(scores)
+    assert sum(score < result["retrieval_gate"] for score in scores) <= GATE_SHARE * len(scores)
+    assert assistant.retrieval_gate("hybrid") == result["retrieval_gate"] and assistant.retrieval_gate("rag") == 0.0
     (assistant.adapter / CALIBRATION_FILE).write_text("{not json")
-    assert assistant.refusal_floor("hybrid") == 0.0
+    assert assistant.refusal_floor("hybrid") == 0.0 and assistant.retrieval_gate("hybrid") == 0.0
+
+
+def test_the_gate_refuses_at_most_its_share():
+    from eval.refusal_calibration import choose_gate
+
+    scores = [n / 100 for n in range(100)]
+    gate = choose_gate(scores, 0.1)
+    assert sum(score < gate for score in scores) == 10
+    assert choose_gate(scores, 0.0) == 0.0 and choose_gate([], 0.1) == 0.0
+
+
+def test_below_the_gate_hybrid_refuses_without_generating_and_shows_what_it_found(new_workspace):
+    from assistant.answer import Assistant
+
+    cfg = new_workspace()
+    question = "How much does a household membership cost per year?"
+    gated = Assistant(cfg.model_copy(update={"answer": cfg.answer.model_copy(update={"retrieval_gate": 2.0})}))
+    answer = gated.answer(question, "hybrid")
+    assert answer.text == REFUSAL and answer.tokens == 0 and answer.hits          # cosine is never 2
+    batch = gated.answer_batch([question, "Who collects the fees?"], "hybrid")
+    assert [a.text for a in batch] == [REFUSAL, REFUSAL] and all(a.tokens == 0 for a in batch)
+    assert gated.answer(question, "rag").tokens > 0                               # the base paths stay ungated
+    open_gate = gated.with_config(cfg.model_copy(update={"answer": cfg.answer.model_copy(update={"retrieval_gate": 0})}))
+    assert open_gate.answer(question, "hybrid").tokens > 0
 
 
 def test_no_adapter_or_no_dataset_measures_nothing(new_workspace):
