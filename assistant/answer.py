@@ -199,20 +199,19 @@ class Assistant:
         return None
 
     def refusal_floor(self, mode: str) -> float:
-        # hybrid only: the tuned reader was taught to refuse from its context; the floor was chosen there
-        if mode != "hybrid":
-            return 0.0
-        if self.cfg.answer.refusal_floor != "auto":
-            return float(self.cfg.answer.refusal_floor)
-        return calibrated(self.adapter, "floor")
+        """hybrid refuses when the refusal's first token gets at least this probability."""
+        return self._refusal_setting(mode, "refusal_floor", "floor")
 
     def retrieval_gate(self, mode: str) -> float:
         """hybrid refuses without generating when its best context sentence scores below this."""
+        return self._refusal_setting(mode, "retrieval_gate", "retrieval_gate")
+
+    def _refusal_setting(self, mode: str, setting: str, measured: str) -> float:
+        # hybrid only: the tuned reader was taught to refuse from its context, and both were measured there
         if mode != "hybrid":
             return 0.0
-        if self.cfg.answer.retrieval_gate != "auto":
-            return float(self.cfg.answer.retrieval_gate)
-        return calibrated(self.adapter, "retrieval_gate")
+        value = getattr(self.cfg.answer, setting)
+        return calibrated(self.adapter, measured) if value == "auto" else float(value)
 
     def _gated(self, hits: list[Hit] | None, mode: str) -> bool:
         """Whether retrieval found nothing close enough to answer from (the gate is 0 when off)."""
