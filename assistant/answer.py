@@ -213,10 +213,14 @@ class Assistant:
         value = getattr(self.cfg.answer, setting)
         return calibrated(self.adapter, measured) if value == "auto" else float(value)
 
-    def _gated(self, hits: list[Hit] | None, mode: str) -> bool:
-        """Whether retrieval found nothing close enough to answer from (the gate is 0 when off)."""
+    def _gate_note(self, hits: list[Hit] | None, mode: str) -> str | None:
+        """Why hybrid refuses before generating (retrieval found nothing close enough), or None to go on."""
         gate = self.retrieval_gate(mode) if hits is not None else 0.0
-        return gate > 0 and (not hits or hits[0].score < gate)
+        best = hits[0].score if hits else 0.0
+        if gate <= 0 or best >= gate:
+            return None
+        return (f"Refused before generating: the closest passage found scores {best:.2f}, under this adapter's "
+                f"retrieval gate of {gate:.2f} (answer.retrieval_gate; 0 turns it off).")
 
     def _retrieve(self, questions: list[str], mode: str) -> list[list[Hit] | None]:
         if not mode.retrieves:
@@ -244,8 +248,10 @@ class Assistant:
         except NoIndexError as err:
             yield Answer(str(err), mode, latency_s=time.perf_counter() - start)
             return
-        if self._gated(hits, mode):
-            yield Answer(REFUSAL, mode, hits or [], time.perf_counter() - start, 0, None, note)
+        gated = self._gate_note(hits, mode)
+        if gated:
+            yield Answer(REFUSAL, mode, hits or [], time.perf_counter() - start, 0, None,
+                         " ".join(filter(None, [note, gated])))
             return
         # Step 2: build the one prompt.
         history = bounded_history(history, self.cfg.answer.history_turns, self.cfg.answer.max_question_chars)
@@ -292,8 +298,10 @@ class Assistant:
             return [a or Answer(str(err), mode) for a in answers]
         retrieve_share = (time.perf_counter() - start) / len(todo)
         for j, i in enumerate(todo):
-            if self._gated(hits[j], mode):
-                answers[i] = Answer(REFUSAL, mode, hits[j] or [], retrieve_share, 0, None, cleaned[i][1])
+            gated = self._gate_note(hits[j], mode)
+            if gated:
+                answers[i] = Answer(REFUSAL, mode, hits[j] or [], retrieve_share, 0, None,
+                                    " ".join(filter(None, [cleaned[i][1], gated])))
         # Step 2: prompts.
         prompts = [prompt_messages(cleaned[i][0], h, ()) for i, h in zip(todo, hits)]
         # Step 3: generate in batches of similar length, so little of each batch is padding.

@@ -83,6 +83,7 @@ def test_below_the_gate_hybrid_refuses_without_generating_and_shows_what_it_foun
     gated = Assistant(cfg.model_copy(update={"answer": cfg.answer.model_copy(update={"retrieval_gate": 2.0})}))
     answer = gated.answer(question, "hybrid")
     assert answer.text == REFUSAL and answer.tokens == 0 and answer.hits          # cosine is never 2
+    assert "retrieval gate of 2.00" in answer.note                                 # the user is told why
     batch = gated.answer_batch([question, "Who collects the fees?"], "hybrid")
     assert [a.text for a in batch] == [REFUSAL, REFUSAL] and all(a.tokens == 0 for a in batch)
     assert gated.answer(question, "rag").tokens > 0                               # the base paths stay ungated
