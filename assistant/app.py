@@ -26,10 +26,11 @@ import gradio as gr
 
 from assistant.answer import Answer, Assistant, message_text
 from assistant.core.config import Config
+from assistant.core.corrections import trains_on
 from assistant.core.jsonl import read_jsonl
 from assistant.core.manifest import latest_artifact, read_manifest, sha256_file
 from assistant.core.modes import Mode
-from assistant.feedback import append_feedback, feedback_record, trains_on
+from assistant.feedback import append_feedback, feedback_record
 from assistant.pipeline_tab import build_pipeline_tab
 from assistant.tune_report import latest_tune
 

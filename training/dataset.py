@@ -57,7 +57,7 @@ class DatasetReport:
 
 def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
     """Build (or find up to date) the fine-tuning set for the configured index."""
-    from assistant.feedback import feedback_questions, training_corrections
+    from assistant.core.corrections import feedback_questions, training_corrections
     from indexing.retrieve import open_retriever
     from indexing.store import index_fingerprint, load_chunks
 

@@ -10,7 +10,8 @@ import pytest
 from assistant.app import mark_answer, respond
 from assistant.cli import main
 from assistant.core.errors import UserError
-from assistant.feedback import append_feedback, correction_key_facts, feedback_path, write_feedback_questions
+from assistant.core.corrections import correction_key_facts, feedback_path
+from assistant.feedback import append_feedback, write_feedback_questions
 
 QUESTION = "How much does a household membership cost per year?"
 
@@ -69,7 +70,7 @@ def test_eval_questions_feedback_scores_the_corrections(assistant, new_workspace
 
 
 def test_synth_trains_on_a_share_of_the_corrections_and_eval_asks_only_the_rest(new_workspace):
-    from assistant.feedback import feedback_questions, trains_on
+    from assistant.core.corrections import feedback_questions, trains_on
     from training.dataset import build_dataset
 
     cfg = new_workspace()
