@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.core.config import Config, ConfigError
+from assistant.core.corrections import feedback_questions, training_corrections
 from assistant.core.jsonl import read_jsonl
 from assistant.core.manifest import atomic_folder, build_manifest, is_up_to_date, read_manifest, sha256_json, write_manifest
 from assistant.core.prompts import PROMPT_VERSION
@@ -57,7 +58,6 @@ class DatasetReport:
 
 def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
     """Build (or find up to date) the fine-tuning set for the configured index."""
-    from assistant.core.corrections import feedback_questions, training_corrections
     from indexing.retrieve import open_retriever
     from indexing.store import index_fingerprint, load_chunks
 
@@ -95,7 +95,7 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
                                              progress=progress)
     stage_seconds = {"content_points": round(time.perf_counter() - started, 1)}
 
-    # Step 3: the four pair types.
+    # Step 3: the pair types, and the corrections the app collected.
     retriever = open_retriever(cfg)
     records = build_pairs(cfg, chunks, points, generator, retriever, progress)
     records += feedback_pairs(corrected, retriever)
