@@ -213,11 +213,11 @@ class Assistant:
         value = getattr(self.cfg.answer, setting)
         return calibrated(self.adapter, measured) if value == "auto" else float(value)
 
-    def _gate_note(self, hits: list[Hit] | None, mode: str) -> str | None:
+    @staticmethod
+    def _gate_note(hits: list[Hit] | None, gate: float) -> str | None:
         """Why hybrid refuses before generating (retrieval found nothing close enough), or None to go on."""
-        gate = self.retrieval_gate(mode) if hits is not None else 0.0
         best = hits[0].score if hits else 0.0
-        if gate <= 0 or best >= gate:
+        if hits is None or gate <= 0 or best >= gate:
             return None
         return (f"Refused before generating: the closest passage found scores {best:.2f}, under this adapter's "
                 f"retrieval gate of {gate:.2f} (answer.retrieval_gate; 0 turns it off).")
@@ -248,7 +248,7 @@ class Assistant:
         except NoIndexError as err:
             yield Answer(str(err), mode, latency_s=time.perf_counter() - start)
             return
-        gated = self._gate_note(hits, mode)
+        gated = self._gate_note(hits, self.retrieval_gate(mode))
         if gated:
             yield Answer(REFUSAL, mode, hits or [], time.perf_counter() - start, 0, None,
                          " ".join(filter(None, [note, gated])))
@@ -297,8 +297,9 @@ class Assistant:
         except NoIndexError as err:
             return [a or Answer(str(err), mode) for a in answers]
         retrieve_share = (time.perf_counter() - start) / len(todo)
+        gate = self.retrieval_gate(mode)          # read once for the batch, not once per question
         for j, i in enumerate(todo):
-            gated = self._gate_note(hits[j], mode)
+            gated = self._gate_note(hits[j], gate)
             if gated:
                 answers[i] = Answer(REFUSAL, mode, hits[j] or [], retrieve_share, 0, None,
                                     " ".join(filter(None, [cleaned[i][1], gated])))

@@ -74,13 +74,18 @@ def choose_gate(answerable_scores: list[float], share: float) -> float:
     return ranked[allowed] if allowed < len(ranked) else 0.0
 
 
-def validation_questions(cfg: Config) -> list[str]:
-    """The newest dataset's validation questions that have an answer (a phrasing of a trained fact)."""
+def validation_pairs(cfg: Config) -> list[dict]:
+    """The newest dataset's validation pairs ([] before there is one)."""
     dataset = latest_artifact(cfg.datasets_dir) if cfg.datasets_dir.exists() else None
     path = dataset / "validation.jsonl" if dataset else None
     if path is None or not path.exists():
         return []
-    return sorted({pair["meta"]["question"] for _, pair in read_jsonl(path, QuestionsError)
+    return [pair for _, pair in read_jsonl(path, QuestionsError)]
+
+
+def validation_questions(cfg: Config) -> list[str]:
+    """The newest dataset's validation questions that have an answer (a phrasing of a trained fact)."""
+    return sorted({pair["meta"]["question"] for pair in validation_pairs(cfg)
                    if "point_id" in (pair.get("meta") or {}) and pair["messages"][-1]["content"] != REFUSAL})
 
 
@@ -91,12 +96,11 @@ def retrieval_scores(assistant, questions: list[str]) -> list[float]:
 
 def calibration_prompts(cfg: Config, assistant, count: int, seed: int) -> tuple[list[list[dict]], list[list[dict]]]:
     """(answerable, unanswerable) prompts from the newest dataset's validation split and off-topic questions."""
-    dataset = latest_artifact(cfg.datasets_dir) if cfg.datasets_dir.exists() else None
-    path = dataset / "validation.jsonl" if dataset else None
-    if path is None or not path.exists():
+    pairs = validation_pairs(cfg)
+    if not pairs:
         return [], []
     answerable, unanswerable = [], []
-    for _, pair in read_jsonl(path, QuestionsError):
+    for pair in pairs:
         meta = pair.get("meta") or {}
         if meta.get("type") != "raft":
             continue
