@@ -7,6 +7,13 @@ the last step are prefilled together (logits for the last position only) and the
 spliced into the running batch, left-padded so that every row's newest token sits in the last column. Base and tuned requests
 run on different weights, so each model has its own running batch ("lane"); the loop steps the
 lanes in turn. Tokens go to each request's queue as they are chosen, greedily.
+
+A decode step may score a shortlist of the vocabulary instead of all of it (`vocabulary`): the
+tokens every answer may need (the tokenizer's most frequent pieces, the knowledge base's words)
+plus those of the prompts in the batch, which is what an answer that quotes its context is made
+of. Gemma 3's output layer has 262k rows: on a 2-core AVX2 EPYC in fp32 it took 145 of a 274-ms
+decode step at 16 rows, and a shortlist of ~25k rows takes ~15. The first token still comes from
+the whole vocabulary, so the refusal floor's probability is exact.
 """
 from __future__ import annotations
 
@@ -46,6 +53,13 @@ class _Lane:
         self.cache = None          # DynamicCache, [rows, kv heads, columns, head dim] per layer
         self.mask = None           # [rows, columns] 1 where a column holds a real token of that row
         self.next_ids = None       # [rows] the token each row feeds into the next step
+        self.vocab = None          # [ids] the tokens a decode step scores (sorted), or None: all of them
+        self.head = None           # [len(vocab), hidden] those rows of the output layer
+
+    def use_vocabulary(self, vocab) -> None:
+        """Score `vocab` (a sorted id tensor) from now on; its rows of the head are gathered at the next step."""
+        if self.vocab is None or not (len(vocab) == len(self.vocab) and bool((vocab == self.vocab).all())):
+            self.vocab, self.head = vocab, None
 
     def merge(self, other: _Lane) -> None:
         """Splice `other`'s rows in: the side with fewer columns is left-padded to the other's width."""
@@ -53,7 +67,10 @@ class _Lane:
 
         if not self.rows:
             self.rows, self.cache, self.mask, self.next_ids = other.rows, other.cache, other.mask, other.next_ids
+            self.vocab, self.head = other.vocab, other.head
             return
+        if other.vocab is not None and self.vocab is not None:
+            self.use_vocabulary(torch.cat([self.vocab, other.vocab]).unique())
         columns = max(self.mask.shape[1], other.mask.shape[1])
         for mine, theirs in zip(self.cache.layers, other.cache.layers):
             mine.keys = torch.cat([_pad_left(mine.keys, columns), _pad_left(theirs.keys, columns)])
@@ -66,8 +83,8 @@ class _Lane:
         """Drop the rows not in `kept`, then the columns that are padding in every row left."""
         import torch
 
-        if not kept:
-            self.rows, self.cache, self.mask, self.next_ids = [], None, None, None
+        if not kept:      # (a row that leaves keeps its prompt's tokens in the shortlist: harmless, and no regather)
+            self.rows, self.cache, self.mask, self.next_ids, self.vocab, self.head = [], None, None, None, None, None
             return
         index = torch.tensor(kept)
         self.rows = [self.rows[i] for i in kept]
@@ -94,9 +111,14 @@ def _pad_left(tensor, columns: int):
 class DecodeLoop:
     """The one thread that runs the models; `submit` from any thread, read the request's `tokens`."""
 
-    def __init__(self, models: dict[bool, object], stop_ids: set[int], refusal_token: int, max_rows: int = 32):
+    def __init__(self, models: dict[bool, object], stop_ids: set[int], refusal_token: int, max_rows: int = 32,
+                 vocabulary: set[int] | None = None):
+        import torch
+
         self.lanes = {tuned: _Lane(model) for tuned, model in models.items()}
         self.max_rows = max_rows      # per lane (answer.max_batch_rows); later requests wait for a free row
+        # The shortlist every decode step scores, before the prompts' own tokens join it; None: the whole vocabulary.
+        self.vocabulary = None if vocabulary is None else torch.tensor(sorted(vocabulary | stop_ids | {refusal_token}))
         self.stop_ids, self.refusal_token = stop_ids, refusal_token
         self._waiting: list[Request] = []
         self._wake = threading.Condition()
@@ -206,6 +228,8 @@ class DecodeLoop:
         logits = lane.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
                             cache=group.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         group.next_ids = self._choose(logits, requests, first=True)
+        if self.vocabulary is not None:
+            group.use_vocabulary(torch.cat([self.vocabulary, ids.flatten()]).unique())
         kept = [i for i, row in enumerate(group.rows) if self._emit(row, int(group.next_ids[i]))]
         group.keep(kept)
         if group.rows:
@@ -224,10 +248,18 @@ class DecodeLoop:
         # Each row's next position is the count of its real tokens so far (padding has none).
         positions = lane.mask.sum(1, keepdim=True)                                   # [rows, 1]
         mask = torch.cat([lane.mask, torch.ones_like(positions)], dim=1)             # [rows, columns + 1]
-        logits = lane.model(input_ids=lane.next_ids[:, None], attention_mask=mask, position_ids=positions,
-                            cache=lane.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        inputs = dict(input_ids=lane.next_ids[:, None], attention_mask=mask, position_ids=positions,
+                      cache=lane.cache, use_cache=True)
+        if lane.vocab is None:
+            logits = lane.model(**inputs, logits_to_keep=1).logits[:, -1]
+        else:   # the decoder's last hidden state against the shortlist's rows of the output layer only
+            hidden = lane.model.get_decoder()(**inputs).last_hidden_state[:, -1]
+            if lane.head is None:
+                lane.head = lane.model.get_output_embeddings().weight[lane.vocab]
+            logits = hidden @ lane.head.T
         lane.mask = mask
-        lane.next_ids = self._choose(logits, [row.request for row in lane.rows], first=False)
+        chosen = self._choose(logits, [row.request for row in lane.rows], first=False)
+        lane.next_ids = chosen if lane.vocab is None else lane.vocab[chosen]
         kept = [i for i, row in enumerate(lane.rows) if self._emit(row, int(lane.next_ids[i]))]
         if len(kept) < len(lane.rows):
             lane.keep(kept)

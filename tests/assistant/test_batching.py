@@ -1,6 +1,7 @@
 """Continuous batching on the tiny random Gemma 3 (with its LoRA merged for the tuned lane):
 concurrent requests, joining the running batch mid-generation, get exactly the greedy tokens they
-get alone and the tokens `model.generate` gives.
+get alone and the tokens `model.generate` gives; a decode step that scores a shortlist of the vocabulary
+picks what the whole vocabulary picks whenever the shortlist holds it, and never a token outside it.
 
 In fp32: a random model's logits are full of near-ties, and in bf16 the few ulps by which a padded
 batch's sums differ from a lone row's flip some of them (bf16 serving shares that noise with any
@@ -21,8 +22,9 @@ QUESTIONS = ["How much does a household membership cost per year?", "Who collect
 
 @pytest.fixture(scope="module")
 def generator(kb_cfg, tiny_adapter):
-    cfg = kb_cfg.model_copy(update={"answer": kb_cfg.answer.model_copy(update={"dtype": "float32"})})
-    return open_generator(cfg, tiny_adapter)
+    # The whole vocabulary, as transformers' generate scores it (the shortlist has its own tests below).
+    answer = kb_cfg.answer.model_copy(update={"dtype": "float32", "decode_vocabulary": "full"})
+    return open_generator(kb_cfg.model_copy(update={"answer": answer}), tiny_adapter)
 
 
 def requests(assistant) -> list[tuple[list[dict], bool, int]]:
@@ -124,3 +126,62 @@ def test_at_most_max_batch_rows_decode_at_once_and_the_rest_wait_their_turn(assi
     assert widest[0] == 2
     assert [a.text for a in answers] == [a.text for a in generator.generate_batch(conversations, tuned=False,
                                                                                    max_new_tokens=16)]
+
+
+def token_ids(generator, messages: list[dict], tuned: bool, max_new_tokens: int) -> list[int]:
+    from assistant.generate import _tokens_of
+
+    return list(_tokens_of(generator._submit(messages, tuned, max_new_tokens, 0.0)))
+
+
+def test_a_shortlist_that_holds_the_chosen_tokens_decodes_the_same(assistant, generator):
+    """The shortlisted step (the decoder's state against gathered rows of the output layer) is the same
+    computation: given the tokens the full decode chose among a thousand others, it chooses them again,
+    alone and with requests of both lanes joining one another mid-generation."""
+    from assistant.generate import LocalGenerator
+
+    asks = requests(assistant)
+    full = [token_ids(generator, *ask) for ask in asks]
+    vocabulary = set().union(*full) | set(range(500, 1500))
+    short = LocalGenerator(generator.base, generator.tokenizer, generator.tuned, vocabulary=vocabulary)
+    assert [token_ids(short, *ask) for ask in asks] == full
+    results = [None] * len(asks)
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, token_ids(short, *asks[i])))
+               for i in range(len(asks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert results == full
+
+
+def test_a_shortlist_keeps_every_token_after_the_first_inside_it_and_the_prompt(assistant, generator):
+    from assistant.generate import LocalGenerator
+
+    asks = requests(assistant)
+    full = [token_ids(generator, *ask) for ask in asks]
+    vocabulary = set(range(2000, 3000))       # none of them is a token the full decode chose
+    assert not vocabulary & set().union(*full)
+    short = LocalGenerator(generator.base, generator.tokenizer, generator.tuned, vocabulary=vocabulary)
+    allowed = vocabulary | generator.loop.stop_ids | {generator.loop.refusal_token}
+    for (messages, tuned, max_new_tokens), reference in zip(asks, full):
+        ids = token_ids(short, messages, tuned, max_new_tokens)
+        text = generator.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt = generator.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert ids[0] == reference[0]             # the first token is chosen from the whole vocabulary
+        assert ids[1:] and set(ids[1:]) <= allowed | set(prompt), "a token from outside the shortlist"
+        assert ids != reference
+
+
+def test_the_default_shortlist_holds_the_core_and_the_knowledge_base(kb_cfg, generator):
+    from assistant.generate import CORE_TOKENS, decode_vocabulary
+    from indexing.store import load_chunks
+
+    auto = kb_cfg.model_copy(update={"answer": kb_cfg.answer.model_copy(update={"decode_vocabulary": "auto"})})
+    vocabulary = decode_vocabulary(auto, generator.base, generator.tokenizer)      # the tiny model is on the CPU
+    chunk = load_chunks(kb_cfg)[0]
+    rare = {i for i in generator.tokenizer(chunk.text, add_special_tokens=False)["input_ids"] if i >= CORE_TOKENS}
+    assert rare and rare <= vocabulary and set(range(CORE_TOKENS)) <= vocabulary
+    assert len(vocabulary) < len(generator.tokenizer) // 4
+    full = kb_cfg.model_copy(update={"answer": kb_cfg.answer.model_copy(update={"decode_vocabulary": "full"})})
+    assert decode_vocabulary(full, generator.base, generator.tokenizer) is None
