@@ -83,9 +83,10 @@ class _Lane:
         """Drop the rows not in `kept`, then the columns that are padding in every row left."""
         import torch
 
-        if not kept:      # (a row that leaves keeps its prompt's tokens in the shortlist: harmless, and no regather)
+        if not kept:
             self.rows, self.cache, self.mask, self.next_ids, self.vocab, self.head = [], None, None, None, None, None
             return
+        # The shortlist keeps the prompt tokens of rows that left: harmless, and no regather of the head.
         index = torch.tensor(kept)
         self.rows = [self.rows[i] for i in kept]
         self.mask, self.next_ids = self.mask[index], self.next_ids[index]
