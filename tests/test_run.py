@@ -54,8 +54,10 @@ def test_run_with_questions_then_rerun_is_up_to_date(tmp_path, tiny_run_args):
 
 
 def test_run_without_questions_generates_a_kept_test_set(tmp_path, tiny_run_args):
-    result = run_cli(*tiny_run_args, *FAST, cwd=tmp_path, native_bf16="1")   # the bf16 path, for contrast
-    assert result["train"]["precision"] == "bf16"
+    # The bf16 path, for contrast. Two steps: on a CPU without native bf16 (CI may be one) each tiny-model
+    # step runs PyTorch's reference bf16 GEMM, ~20 s, and the time budget would buy eleven of them.
+    result = run_cli(*tiny_run_args, *FAST, "--max-steps", "2", cwd=tmp_path, native_bf16="1")
+    assert result["train"]["precision"] == "bf16" and result["train"]["steps"] == 2
     generated = tmp_path / "ws" / "questions.generated.jsonl"
     assert generated.exists()
     questions = [json.loads(line) for line in generated.read_text().splitlines() if line.strip()]
