@@ -128,6 +128,43 @@ def test_at_most_max_batch_rows_decode_at_once_and_the_rest_wait_their_turn(assi
                                                                                    max_new_tokens=16)]
 
 
+def test_newcomers_are_prefilled_in_groups_of_like_length_shortest_first():
+    from assistant.batching import Request, length_groups
+
+    crowd = [Request([7] * n, tuned=False, max_new_tokens=4) for n in (600, 50, 590, 55, 300, 48)]
+    groups = length_groups(crowd)
+    assert [[len(r.prompt_ids) for r in group] for group in groups] == [[48, 50, 55], [300], [590, 600]]
+    for group in groups:       # the left padding each group's prefill computes stays under 15% of its tokens
+        width, tokens = max(len(r.prompt_ids) for r in group), sum(len(r.prompt_ids) for r in group)
+        assert width * len(group) <= 1.15 * tokens
+    assert sorted(map(id, crowd)) == sorted(id(r) for group in groups for r in group)
+
+
+def test_a_crowd_admitted_over_several_turns_gets_the_same_answers(assistant, generator):
+    """A prefill budget of one prompt per turn: the crowd joins across several decode steps, the running
+    rows go on meanwhile, and every answer is still the greedy one."""
+    from assistant.generate import LocalGenerator
+
+    asks = [a for a in requests(assistant) if not a[1]]                 # the base lane's three
+    patient = LocalGenerator(generator.base, generator.tokenizer)
+    patient.loop.prefill_tokens = 1
+    admitted: list[int] = []
+    admit = patient.loop._admit
+    patient.loop._admit = lambda lane, group: (admitted.append(len(group)), admit(lane, group))
+    answers = [None] * len(asks)
+
+    def one(i: int) -> None:
+        answers[i] = run_stream(patient, *asks[i])[1]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(asks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert admitted == [1] * len(asks)
+    assert [a.text for a in answers] == [run_stream(generator, *ask)[1].text for ask in asks]
+
+
 def token_ids(generator, messages: list[dict], tuned: bool, max_new_tokens: int) -> list[int]:
     from assistant.generate import _tokens_of
 
