@@ -10,6 +10,7 @@ without it, rag (the same weights minus the LoRA) stands in and the row says so.
 """
 from __future__ import annotations
 
+import json
 import socket
 import statistics
 import sys
@@ -102,8 +103,10 @@ def bench_batching(assistant: Assistant, questions: list[str], max_new_tokens: i
 
 
 def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, max_new_tokens: int) -> list[dict]:
-    """Concurrent chat sessions through gradio_client against the real app on loopback."""
-    from gradio_client import Client
+    """Concurrent chat sessions against the real app on loopback, through Gradio's HTTP API (a POST per
+    question, then its server-sent events), as `curl` or a browser would: gradio_client's job iterator
+    polls every millisecond, and twenty of them in this process took more CPU than the model did."""
+    import httpx
 
     from assistant.app import launch
 
@@ -119,12 +122,22 @@ def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, ma
     def one_session(i: int) -> tuple[float, float | None, str | None]:
         start, first = time.perf_counter(), None
         try:
-            client = Client(url, verbose=False)
-            job = client.submit(questions[i % len(questions)], [], modes[i % len(modes)], api_name="/respond")
-            for _ in job:          # one update per streamed piece: the first one is the first token
-                first = first or time.perf_counter() - start
-            chat, sources, *_ = job.result()
-            ok = chat and chat[-1]["role"] == "assistant" and "tokens" in sources
+            with httpx.Client(base_url=url, timeout=900) as http:
+                posted = http.post("/gradio_api/call/respond",
+                                   json={"data": [questions[i % len(questions)], [], modes[i % len(modes)]]})
+                posted.raise_for_status()
+                event, outputs = None, None
+                with http.stream("GET", f"/gradio_api/call/respond/{posted.json()['event_id']}") as stream:
+                    for line in stream.iter_lines():
+                        if line.startswith("event:"):
+                            event = line.removeprefix("event:").strip()
+                        elif line.startswith("data:") and event == "error":
+                            return time.perf_counter() - start, first, f"session {i}: {line[5:].strip()[:200]}"
+                        elif line.startswith("data:") and event in ("generating", "complete"):
+                            first = first or time.perf_counter() - start      # one event per streamed piece
+                            outputs = json.loads(line.removeprefix("data:"))
+            chat, sources = outputs[:2] if outputs else (None, "")
+            ok = event == "complete" and chat and chat[-1]["role"] == "assistant" and "tokens" in sources
             return time.perf_counter() - start, first, None if ok else f"session {i}: incomplete reply"
         except Exception as err:  # counted and reported, not raised: the bench measures failures
             return time.perf_counter() - start, first, f"session {i}: {err}"
