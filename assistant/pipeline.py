@@ -8,6 +8,7 @@ a kill, or after editing one document, redoes only what changed.
 The run keeps to `train.run_minutes` (30) where the machine allows: before training, one batch of answers
 times how long the evaluation will take here, and training gets what is left (never more than
 `train.budget_minutes`). On a machine too slow for any training to fit, it says so and trains the minimum.
+The evaluation then gets what is left of the run (at least `eval.budget_minutes`) for its checks.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def run_pipeline(cfg, stop_after: str | None = None) -> dict:
         ("synth", lambda: build_dataset(cfg)),
         ("train", lambda: train_adapter(cfg, resume=True,
                                         budget_minutes=training_minutes(cfg, time.perf_counter() - started))),
-        ("eval", lambda: evaluate(cfg)),
+        ("eval", lambda: evaluate(cfg, budget_minutes=eval_minutes(cfg, time.perf_counter() - started))),
     )
     results = {}
     for name, stage in stages:
@@ -66,3 +67,10 @@ def training_minutes(cfg, elapsed_s: float) -> float:
               f"`--limit N` evaluates fewer questions, a GPU or a bf16 CPU (AMX, AVX512-BF16) is several times faster",
               file=sys.stderr, flush=True)
     return minutes
+
+
+def eval_minutes(cfg, elapsed_s: float) -> float:
+    """`eval.budget_minutes`, or what is left of `train.run_minutes` when that is more: the training budget
+    was cut to leave the evaluation its estimated time, checks included, so the checks should get it."""
+    left = (cfg.train.run_minutes * 60 - elapsed_s) / 60 if cfg.train.run_minutes else 0.0
+    return max(cfg.eval.budget_minutes, left)

@@ -23,6 +23,15 @@ def test_the_training_budget_leaves_the_evaluation_its_time(kb_cfg, capsys):
     assert training_minutes(_with_train(cfg, run_minutes=0.0), elapsed_s=1e6) == 12.0    # no cap asked for
 
 
+def test_the_evaluation_gets_what_the_run_has_left_and_at_least_its_own_budget(kb_cfg):
+    from assistant.pipeline import eval_minutes
+
+    cfg = kb_cfg.model_copy(update={"eval": kb_cfg.eval.model_copy(update={"budget_minutes": 10.0})})
+    assert eval_minutes(_with_train(cfg, run_minutes=30.0), elapsed_s=15 * 60.0) == 15.0
+    assert eval_minutes(_with_train(cfg, run_minutes=30.0), elapsed_s=25 * 60.0) == 10.0
+    assert eval_minutes(_with_train(cfg, run_minutes=0.0), elapsed_s=0.0) == 10.0
+
+
 def test_the_run_cap_does_not_change_which_adapter_a_run_finds(kb_cfg):
     from training.sft import adapter_inputs
 

@@ -24,11 +24,15 @@ def test_everything_is_kept_when_it_fits():
     assert len(validation) == 24 and len(general) == 55 and note is None
 
 
-def test_a_slow_machine_answers_fewer_checks_and_says_how_many():
-    # 4 paths x 24 validation x 2 s + 2 paths x 55 general x 2 s x 2 = 632 s against 158 s left: a quarter fits
+def test_a_slow_machine_answers_the_general_questions_first_then_what_validation_fits():
+    # a general question costs 2 paths x 2 s x 2 (answers, then perplexity) = 8 s; a validation one 4 x 2 s
+    validation, general, note = fit_extras(answers(2.0), questions("v", 24), questions("g", 55), MODES,
+                                           ["base", "offline"], seconds_left=55 * 8 + 12 * 8 + 5)
+    assert len(general) == 55 and len(validation) == 12
+    assert "55 of 55 general and 12 of 24 validation" in note
     validation, general, note = fit_extras(answers(2.0), questions("v", 24), questions("g", 55), MODES,
                                            ["base", "offline"], seconds_left=158)
-    assert len(validation) == 6 and len(general) == 13
-    assert "6 of 24 validation" in note and "13 of 55 general" in note
+    assert len(general) == 19 and validation == []
+    assert "19 of 55 general and 0 of 24 validation" in note
     nothing = fit_extras(answers(2.0), questions("v", 24), questions("g", 55), MODES, ["base", "offline"], -5)
     assert nothing[:2] == ([], [])
