@@ -8,9 +8,8 @@ the running batch, left-padded so that every row's newest token sits in the last
 prefilled in groups of similar prompt length, shortest first, and at most `prefill_tokens` prompt tokens
 between two decode steps: a 50-token closed-book prompt padded to a 600-token retrieval prompt was mostly
 padding, and one prefill of twenty prompts held every running row (and every first token) for seconds.
-Base and tuned requests
-run on different weights, so each model has its own running batch ("lane"); the loop steps the
-lanes in turn. Tokens go to each request's queue as they are chosen, greedily.
+Base and tuned requests run on different weights, so each model has its own running batch ("lane"); the
+loop steps the lanes in turn. Tokens go to each request's queue as they are chosen, greedily.
 
 A decode step may score a shortlist of the vocabulary instead of all of it (`vocabulary`): the
 tokens every answer may need (the tokenizer's most frequent pieces, the knowledge base's words)

@@ -132,7 +132,7 @@ def bench_sessions(assistant: Assistant, questions: list[str], sessions: int, ma
                         if line.startswith("event:"):
                             event = line.removeprefix("event:").strip()
                         elif line.startswith("data:") and event == "error":
-                            return time.perf_counter() - start, first, f"session {i}: {line[5:].strip()[:200]}"
+                            return time.perf_counter() - start, first, f"session {i}: {line.removeprefix('data:').strip()[:200]}"
                         elif line.startswith("data:") and event in ("generating", "complete"):
                             first = first or time.perf_counter() - start      # one event per streamed piece
                             outputs = json.loads(line.removeprefix("data:"))
