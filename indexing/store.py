@@ -80,14 +80,19 @@ def open_collection(cfg: Config, *, create: bool = False) -> Collection:
         client = chromadb.PersistentClient(path=str(cfg.kb_dir / "chroma"), settings=settings)
         where = str(cfg.kb_dir)
     try:
-        return client.get_collection(collection_name(cfg))
+        collection = client.get_collection(collection_name(cfg))
     except NotFoundError:
         if create:
             # The embedder is recorded with the collection: vectors from two models cannot be mixed.
-            return client.create_collection(collection_name(cfg),
-                                            metadata={"hnsw:space": "cosine", "embed_model": cfg.embed_model})
+            return client.create_collection(collection_name(cfg), metadata={"embed_model": cfg.embed_model},
+                                            configuration={"hnsw": {"space": "cosine",
+                                                                    "ef_search": cfg.retrieve.search_ef}})
         raise IndexNotFound(f"no index at {where} (collection {collection_name(cfg)!r}); "
                             "run `assistant index` first") from None
+    if (collection.configuration.get("hnsw") or {}).get("ef_search") != cfg.retrieve.search_ef:
+        # A search setting, not part of the index: an index built before it (or with another value) takes it here.
+        collection.modify(configuration={"hnsw": {"ef_search": cfg.retrieve.search_ef}})
+    return collection
 
 
 def chunk_to_node(chunk: Chunk, position: int, vector: np.ndarray | None = None):

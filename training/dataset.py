@@ -183,7 +183,6 @@ def prompt_versions() -> dict[str, str]:
 def build_pairs(cfg: Config, chunks: list[Chunk], points: dict[str, list[ContentPoint]], generator: Generator,
                 retriever, progress: bool) -> list[dict]:
     """qa and points_to_output for every chunk, raft for a seeded share of the questions, then refusals."""
-    rng = random.Random(cfg.seed)
     by_id = {chunk.id: chunk for chunk in chunks}
     records: list[dict] = []
     for chunk in chunks:
@@ -194,10 +193,13 @@ def build_pairs(cfg: Config, chunks: list[Chunk], points: dict[str, list[Content
         records.extend([golden] if golden else [])
 
     # RAFT: the question's context built exactly as at answer time (the best sentences of the top chunks).
-    asked = [(q, p, n) for c in chunks for p in points[c.id] for n, q in enumerate(p.questions)
-             if rng.random() < cfg.synth.raft_fraction]
-    retrieved = _search(retriever, [q for q, _, _ in asked], "raft contexts", progress)
-    for (question, point, number), passages in zip(asked, retrieved):
+    # Each question draws from its own seeded generator: one context that comes out differently (another
+    # document added, a changed chunk) changes that pair only, not every draw after it.
+    asked = [(q, p, n, question_rng(cfg.seed, q))
+             for c in chunks for p in points[c.id] for n, q in enumerate(p.questions)]
+    asked = [(q, p, n, rng) for q, p, n, rng in asked if rng.random() < cfg.synth.raft_fraction]
+    retrieved = _search(retriever, [q for q, _, _, _ in asked], "raft contexts", progress)
+    for (question, point, number, rng), passages in zip(asked, retrieved):
         pair = raft_pair(question, point.answer, point.text, by_id[point.chunk_ids[0]], passages,
                          with_oracle=rng.random() < cfg.synth.raft_oracle_fraction, rng=rng,
                          generator=generator.name, prompt_version=generator.version,
@@ -205,11 +207,16 @@ def build_pairs(cfg: Config, chunks: list[Chunk], points: dict[str, list[Content
         records.extend([pair] if pair else [])
 
     # Refusals: alone, and again with whatever retrieval finds for them (RAFT negatives).
-    questions = refusal_questions(chunks, cfg.synth.refusals, rng)
+    questions = refusal_questions(chunks, cfg.synth.refusals, random.Random(cfg.seed))
     for question, hits in zip(questions, _search(retriever, questions, "refusals", progress)):
         records.append(refusal_pair(question, None))
         records.append(refusal_pair(question, hits))
     return records
+
+
+def question_rng(seed: int, question: str) -> random.Random:
+    """The same draws for the same question and seed, in any process (a str seed is hashed with SHA-512)."""
+    return random.Random(f"{seed}\0{question}")
 
 
 def feedback_pairs(corrected: dict[str, str], retriever) -> list[dict]:

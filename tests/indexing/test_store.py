@@ -110,3 +110,29 @@ def test_cli_index_json_and_exit_status_three_on_skips(cfg, broken_files):
     assert set(report) == {"files", "chunks_added", "chunks_unchanged", "chunks_removed", "skipped", "seconds"}
     assert report["files"] == 5 and report["chunks_added"] > 0
     assert report["skipped"][0]["path"].endswith("empty.md") and "empty" in report["skipped"][0]["reason"]
+
+
+def test_vector_search_is_cosine_and_an_older_index_takes_the_configured_search_width(cfg):
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings
+
+    from indexing.embed import embed_query_batch
+    from indexing.retrieve import open_retriever
+    from indexing.store import collection_name, open_collection
+
+    build_index(cfg, progress=False)
+    assert open_collection(cfg).configuration["hnsw"]["space"] == "cosine"
+    # An index from before the setting carries Chroma's default width: opening it applies the configured one.
+    client = chromadb.PersistentClient(path=str(cfg.kb_dir / "chroma"), settings=Settings(anonymized_telemetry=False))
+    client.get_collection(collection_name(cfg)).modify(configuration={"hnsw": {"ef_search": 100}})
+    assert open_collection(cfg).configuration["hnsw"]["ef_search"] == cfg.retrieve.search_ef != 100
+
+    # Every chunk comes back in the order of its cosine to the query, as exact search would give it.
+    retriever = open_retriever(cfg)
+    stored = open_collection(cfg).get(include=["embeddings"])
+    vectors = np.asarray(stored["embeddings"])
+    query = embed_query_batch(retriever.embedder, ["How do I book a booth?"], bf16=False)[0]
+    cosines = vectors @ query / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)
+    exact = [stored["ids"][n] for n in np.argsort(-cosines)]
+    assert [chunk_id for chunk_id, _ in retriever._vector_ranked(query, len(exact), None)] == exact

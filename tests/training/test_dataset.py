@@ -112,3 +112,29 @@ def test_a_killed_run_resumes_to_the_same_dataset_as_an_uninterrupted_one(tmp_pa
     for name in ("train.jsonl", "validation.jsonl"):
         assert (resumed.dataset / name).read_bytes() == (clean.dataset / name).read_bytes()
     assert resumed.to_dict() | {"dataset": None} == clean.to_dict() | {"dataset": None}
+
+
+def test_a_questions_raft_pair_does_not_depend_on_the_questions_before_it(tiny_cfg):
+    """Each question draws its context layout from its own seeded generator: leaving out the first chunk's
+    questions (as a changed document would) leaves every other question's pair as it was."""
+    from indexing.retrieve import open_retriever
+    from indexing.store import build_index, load_chunks
+    from training.dataset import build_pairs
+    from training.generators import make_generator, write_content_points
+
+    tiny_cfg.synth.raft_fraction, tiny_cfg.synth.raft_oracle_fraction = 1.0, 0.5   # every draw matters
+    build_index(tiny_cfg, progress=False)
+    chunks = load_chunks(tiny_cfg)
+    generator = make_generator(tiny_cfg, chunks)
+    points, _ = write_content_points(chunks, generator, tiny_cfg.datasets_dir / "points.jsonl", progress=False)
+    retriever = open_retriever(tiny_cfg)
+    first = next(n for n, chunk in enumerate(chunks) if points[chunk.id])
+
+    raft = lambda records: {r["meta"]["question"]: r for r in records if r["meta"]["type"] == "raft"}
+    everything = raft(build_pairs(tiny_cfg, chunks, points, generator, retriever, progress=False))
+    without_first = raft(build_pairs(tiny_cfg, chunks[first + 1:], points, generator, retriever, progress=False))
+    assert without_first and len(without_first) < len(everything)
+    assert {q: everything[q] for q in without_first} == without_first
+    # both layouts occur, so the draws were taken: the refusal (no oracle) and a cited block
+    answers = [r["messages"][-1]["content"] for r in everything.values()]
+    assert any(a.startswith("[") for a in answers) and not all(a.startswith("[") for a in answers)
