@@ -98,7 +98,8 @@ def answer_settings(cfg, adapter: str | None, index: str | None) -> dict:
     return {"base_model": cfg.base_model, "adapter": adapter, "index": index, "prompt": PROMPT_VERSION,
             "max_new_tokens": cfg.eval.max_new_tokens, "top_k": cfg.retrieve.top_k,
             "retriever": cfg.retrieve.retriever, "sentences": cfg.retrieve.sentences,
-            "refusal_floor": cfg.answer.refusal_floor, "backend": cfg.answer.backend}
+            "search_ef": cfg.retrieve.search_ef, "refusal_floor": cfg.answer.refusal_floor,
+            "backend": cfg.answer.backend, "decode_vocabulary": cfg.answer.decode_vocabulary}
 
 
 def reference_perplexity(model, tokenizer, questions: Sequence[Question], *, label: str,

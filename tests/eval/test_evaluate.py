@@ -41,3 +41,14 @@ def test_eval_base_and_rag_on_tiny_corpus(tiny_cfg, capsys):
     code = main(["eval", "--compare", str(report.report_dir), str(second.report_dir), "--json"])
     shown = json.loads(capsys.readouterr().out)
     assert code == 0 and shown["paths"]["rag"]["key_fact_accuracy"]["change"] == 0
+
+
+def test_a_changed_search_width_or_decode_vocabulary_is_not_answered_from_the_cache(tiny_cfg):
+    """Both change what an answer says (another context, another token), so both key the answer cache."""
+    from eval.paths import answer_settings
+
+    settings = lambda cfg: answer_settings(cfg, "adapter", "index")
+    wider = tiny_cfg.model_copy(update={"retrieve": tiny_cfg.retrieve.model_copy(update={"search_ef": 512})})
+    full = tiny_cfg.model_copy(update={"answer": tiny_cfg.answer.model_copy(update={"decode_vocabulary": "full"})})
+    assert settings(tiny_cfg) == settings(tiny_cfg.model_copy())
+    assert settings(wider) != settings(tiny_cfg) != settings(full)
