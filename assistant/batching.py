@@ -20,8 +20,10 @@ the whole vocabulary, so the refusal floor's probability is exact.
 """
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 
@@ -125,6 +127,21 @@ def _pad_left(tensor, columns: int):
     return torch.cat([tensor.new_zeros(shape), tensor], dim=axis)
 
 
+_OPEN_LOOPS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_loops(timeout_s: float = 10.0) -> None:
+    """Let every decode thread return before the interpreter goes. A daemon thread still waiting in the loop
+    when Python exits took the process down with it: `assistant ask` printed "terminate called without an
+    active exception" after its answer and exited with status 134 (SIGABRT)."""
+    for loop in list(_OPEN_LOOPS):
+        loop.close()
+        thread = loop._thread
+        if thread is not None:
+            thread.join(timeout_s)
+
+
 class DecodeLoop:
     """The one thread that runs the models; `submit` from any thread, read the request's `tokens`."""
 
@@ -145,6 +162,7 @@ class DecodeLoop:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        _OPEN_LOOPS.add(self)
 
     def close(self) -> None:
         """End the thread once every request already submitted has finished (a new adapter replaces this loop)."""

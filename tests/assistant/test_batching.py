@@ -222,3 +222,18 @@ def test_the_default_shortlist_holds_the_core_and_the_knowledge_base(kb_cfg, gen
     assert len(vocabulary) < len(generator.tokenizer) // 4
     full = kb_cfg.model_copy(update={"answer": kb_cfg.answer.model_copy(update={"decode_vocabulary": "full"})})
     assert decode_vocabulary(full, generator.base, generator.tokenizer) is None
+
+
+def test_at_exit_every_decode_thread_is_let_go_and_a_later_request_starts_another(assistant, generator):
+    """Python's exit runs `_close_open_loops`: a decode thread left waiting in the loop took the process down
+    with it on the packaged model (`assistant ask` exited 134, "terminate called without an active
+    exception"; the tiny model's small matmuls never start torch's thread pool, so that part is not shown)."""
+    from assistant.batching import _close_open_loops
+
+    messages, tuned, max_new_tokens = requests(assistant)[1]
+    before = token_ids(generator, messages, tuned, max_new_tokens)
+    thread = generator.loop._thread
+    assert thread is not None and thread.is_alive()
+    _close_open_loops()
+    assert not thread.is_alive() and generator.loop._thread is None
+    assert token_ids(generator, messages, tuned, max_new_tokens) == before
