@@ -193,10 +193,50 @@ def test_adapter_round_trip_gives_identical_logits(tiny_cfg, tmp_path):
         if "lora_B" in name:
             param.data.normal_(0, 0.05)   # B starts at zero, which would make any adapter look alike
     model.save_pretrained(tmp_path / "adapter")
+    for layer in (m for m in model.modules() if "forward" in vars(m)):
+        del layer.forward      # PEFT's own forward for the turn rows, as the loaded model runs (cheap_turn_rows)
     loaded, tokenizer = load_tuned_model(tiny_cfg, tmp_path / "adapter")
     ids = tokenizer("Which day is the shop open for youth builders?", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.equal(model(ids).logits, loaded(ids).logits)
+
+
+def test_the_turn_rows_train_with_the_same_loss_and_gradients_as_peft_computes_them(tiny_cfg):
+    """`cheap_turn_rows` swaps in the trained rows' embeddings and logits instead of rebuilding the whole
+    262k-row matrix: the loss and every gradient are PEFT's own, with the turn tokens in the input and
+    among the targets."""
+    from assistant.core.answer_loss import IGNORE, answer_token_losses
+    from assistant.core.models import load_tokenizer
+    from training.sft import lora_model, turn_token_ids
+
+    tiny_cfg.train.bf16, tiny_cfg.train.lora_dropout = False, 0.0
+    model = lora_model(tiny_cfg)
+    torch.manual_seed(2)
+    for name, param in model.named_parameters():
+        if "lora_B" in name or "trainable_tokens_delta" in name:
+            param.data.normal_(0, 0.5)      # rows and adapters that differ from the base, so both matter
+    turns = turn_token_ids(load_tokenizer(tiny_cfg))
+    ids = torch.randint(0, 1000, (2, 48))
+    ids[:, [3, 20]], ids[:, [30, 47]] = turns[0], turns[-1]
+    labels = ids.clone()
+    labels[:, :24] = IGNORE
+
+    def loss_and_gradients():
+        model.zero_grad(set_to_none=True)
+        losses, _ = answer_token_losses(model, {"input_ids": ids, "use_cache": False}, labels)
+        losses.mean().backward()
+        return losses.mean().item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    layers = [m for m in model.modules() if type(m).__name__ == "TrainableTokensLayer"]
+    assert len(layers) == 2 and all("forward" in vars(layer) for layer in layers)   # embedding and tied head
+    cheap = loss_and_gradients()
+    for layer in layers:
+        del layer.forward                    # back to PEFT's forward
+    peft = loss_and_gradients()
+    assert cheap[0] == pytest.approx(peft[0], rel=1e-6) and cheap[1].keys() == peft[1].keys()
+    assert any("trainable_tokens_delta" in name for name in peft[1])
+    for name, gradient in peft[1].items():
+        assert torch.allclose(cheap[1][name], gradient, rtol=1e-4, atol=1e-6), name
 
 
 def test_a_killed_run_resumes_and_ends_at_the_same_step_count(train_cfg, tmp_path):
