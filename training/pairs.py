@@ -24,8 +24,8 @@ from assistant.core.records import Chunk, Hit
 from training.content_points import ContentPoint
 
 REFUSAL_VERSION = "refusal-templates-v2"
-PAIRS_VERSION = "raft-follow-up-v6"
-LAST_ROUND = 99                          # `meta.round` of pairs trained after every phrasing round     # the layout of the pairs themselves; a change rebuilds the dataset
+PAIRS_VERSION = "raft-follow-up-v6"     # the layout of the pairs themselves; a change rebuilds the dataset
+LAST_ROUND = 99                          # `meta.round` of pairs trained after every phrasing round
 
 
 def pair_record(question: str, answer: str, hits: Sequence[Hit] | None, *, pair_type: str, chunk_ids: Sequence[str],

@@ -306,8 +306,9 @@ def cheap_turn_rows(model) -> None:
 def _turn_rows_forward(self, x, *args, **kwargs):
     import torch
 
-    if self.disable_adapters or self.merged or len(self.active_adapters) != 1:
-        return type(self).forward(self, x, *args, **kwargs)
+    if (self.disable_adapters or self.merged or len(self.active_adapters) != 1
+            or not isinstance(self.base_layer, (torch.nn.Embedding, torch.nn.Linear))):
+        return type(self).forward(self, x, *args, **kwargs)          # PEFT's own, and its errors
     adapter = self.active_adapters[0]
     index = torch.tensor(self.token_indices[adapter], device=x.device)
     delta = self.trainable_tokens_delta[adapter]
