@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# The reliability suite prints its tally at the end of every run, parallel or not (see its module).
+pytest_plugins = ["tests.reliability.tally"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

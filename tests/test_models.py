@@ -36,3 +36,34 @@ def test_packaged_model_loads_and_generates():
     new_tokens = output[0][inputs["input_ids"].shape[1]:]
     assert 0 < len(new_tokens) <= 8
     assert tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+def test_two_processes_starting_at_once_convert_the_packaged_model_once(tmp_path, monkeypatch):
+    """The conversion is slow (~40 s) and writes a folder: a second caller waits for the first's copy
+    rather than converting again over it. (The conversion itself is stood in for: the real one takes
+    40 s and is what every other test of the packaged model runs through.)"""
+    import threading
+    import time
+
+    import assistant.core.models as models
+
+    conversions = []
+
+    def slow_conversion(gguf, target):
+        conversions.append(target)
+        time.sleep(0.5)
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        (target / "model.safetensors").write_bytes(b"weights")
+
+    monkeypatch.setattr(models, "_convert_gguf", slow_conversion)
+    monkeypatch.setattr(models, "packaged_gguf", lambda: tmp_path / "model.gguf")
+    cfg = load_config(overrides={"model_cache": str(tmp_path / "cache")})
+    found = []
+    callers = [threading.Thread(target=lambda: found.append(models.base_model_path(cfg))) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(30)
+    assert len(conversions) == 1
+    assert found == [tmp_path / "cache" / "gemma3-270m"] * 2

@@ -62,11 +62,22 @@ def base_model_path(cfg: Config) -> Path | str:
     if cfg.base_model != PACKAGED_BASE_MODEL:
         return cfg.base_model
     cached = Path(cfg.model_cache) / "gemma3-270m"
-    if (cached / "config.json").exists() and any(cached.glob("*.safetensors")) \
-            and "quantization_config" not in (cached / "config.json").read_text():
+    if _converted(cached):
         return cached
-    _convert_gguf(packaged_gguf(), cached)
+    from filelock import FileLock
+
+    # Two processes on a fresh machine (the app and a CLI verb, or parallel test workers) convert once:
+    # the second waits for the first's copy instead of deleting it half-written.
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cached.with_name(cached.name + ".lock"))):
+        if not _converted(cached):
+            _convert_gguf(packaged_gguf(), cached)
     return cached
+
+
+def _converted(cached: Path) -> bool:
+    return ((cached / "config.json").exists() and any(cached.glob("*.safetensors"))
+            and "quantization_config" not in (cached / "config.json").read_text())
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:

@@ -1,4 +1,5 @@
-"""The fault and bad-input suite: every case says what it guards, and the run ends with the tally.
+"""The fault and bad-input suite: every case says what it guards, and the run ends with the tally
+(tests/reliability/tally.py).
 
     pytest tests/reliability -q     # about 2 minutes on 2 cores; ends with "reliability: N cases, ..."
 
@@ -19,33 +20,6 @@ from tests.indexing.conftest import TINY_CORPUS
 from tests.indexing.conftest import index_config as indexing_config
 
 REPO = Path(__file__).resolve().parents[2]
-GUARDS = ("clear_error", "no_loss", "works")
-_OUTCOMES: list[tuple[str, str]] = []      # (guard, "passed" | "failed")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "guards(kind): what a reliability case checks: " + " | ".join(GUARDS))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    marker = item.get_closest_marker("guards")
-    if marker is not None and (report.when == "call" or (report.when == "setup" and report.failed)):
-        _OUTCOMES.append((marker.args[0], "failed" if report.failed else "passed"))
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not _OUTCOMES:
-        return
-    count = lambda guard, result: sum(1 for g, r in _OUTCOMES if g == guard and r == result)  # noqa: E731
-    lost = count("no_loss", "failed")
-    tracebacks = count("clear_error", "failed") + count("works", "failed")
-    terminalreporter.write_line(
-        f"reliability: {len(_OUTCOMES)} cases: {count('clear_error', 'passed')} clear errors, "
-        f"{count('works', 'passed')} odd inputs accepted, {count('no_loss', 'passed')} faults without loss; "
-        f"{tracebacks} tracebacks or wrong answers, {lost} data lost")
 
 
 def index_config(corpus: Path, workspace: Path, **overrides):
