@@ -11,6 +11,7 @@ adapter merged in; remotely it is a second model name (vLLM's LoRA module).
 from __future__ import annotations
 
 import os
+import queue
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -119,7 +120,7 @@ class LocalGenerator:
                        max_new_tokens: int, refusal_floor: float = 0.0) -> list[Generation]:
         start = time.perf_counter()
         requests = [self._submit(m, tuned, max_new_tokens, refusal_floor) for m in conversations]
-        answers = [list(_tokens_of(request)) for request in requests]
+        answers = [[token for run in _token_runs(request) for token in run] for request in requests]
         seconds = time.perf_counter() - start
         return [Generation(self._text(ids).strip(), len(ids), None, seconds) for ids in answers]
 
@@ -129,8 +130,8 @@ class LocalGenerator:
         request = self._submit(messages, tuned, max_new_tokens, refusal_floor)
         first_token_s, ids, shown = None, [], ""
         try:
-            for token in _tokens_of(request):
-                ids.append(token)
+            for run in _token_runs(request):
+                ids += run
                 text = self._text(ids)
                 # Hold back a piece that ends inside a character (a multi-token UTF-8 sequence).
                 if text.startswith(shown) and len(text) > len(shown) and not text.endswith("\ufffd"):
@@ -147,12 +148,26 @@ class LocalGenerator:
         yield Generation(text.strip(), len(ids), first_token_s, time.perf_counter() - start)
 
 
-def _tokens_of(request: Request) -> Iterator[int]:
-    """The request's token ids as the loop sends them; raises the loop's error in the reader's thread."""
-    while (item := request.tokens.get()) is not None:
+def _token_runs(request: Request) -> Iterator[list[int]]:
+    """The request's token ids as the loop sends them, in runs: the next token and every one already sent
+    after it. A reader that falls behind the loop (an app streaming twenty answers on two cores) catches
+    up in one piece instead of paying its per-piece cost for each token. Raises the loop's error in the
+    reader's thread."""
+    run: list[int] = []
+    item = request.tokens.get()
+    while True:
+        if item is None:
+            if run:
+                yield run
+            return
         if isinstance(item, Exception):
             raise item
-        yield item
+        run.append(item)
+        try:
+            item = request.tokens.get_nowait()
+        except queue.Empty:
+            yield run
+            run, item = [], request.tokens.get()
 
 
 class RemoteGenerator:

@@ -166,9 +166,9 @@ def test_a_crowd_admitted_over_several_turns_gets_the_same_answers(assistant, ge
 
 
 def token_ids(generator, messages: list[dict], tuned: bool, max_new_tokens: int) -> list[int]:
-    from assistant.generate import _tokens_of
+    from assistant.generate import _token_runs
 
-    return list(_tokens_of(generator._submit(messages, tuned, max_new_tokens, 0.0)))
+    return [token for run in _token_runs(generator._submit(messages, tuned, max_new_tokens, 0.0)) for token in run]
 
 
 def test_a_shortlist_that_holds_the_chosen_tokens_decodes_the_same(assistant, generator):
@@ -237,3 +237,31 @@ def test_at_exit_every_decode_thread_is_let_go_and_a_later_request_starts_anothe
     _close_open_loops()
     assert not thread.is_alive() and generator.loop._thread is None
     assert token_ids(generator, messages, tuned, max_new_tokens) == before
+
+
+def test_a_reader_that_falls_behind_gets_the_tokens_sent_meanwhile_in_one_piece(assistant, generator):
+    """Tokens already waiting for a slow reader come as one run, in order, and the stream's text is the
+    same as when every token is read as it comes."""
+    from assistant.batching import Request
+    from assistant.generate import _token_runs
+
+    waiting = Request([1, 2], tuned=False, max_new_tokens=8)
+    for token in (5, 6, 7):
+        waiting.tokens.put(token)
+    waiting.tokens.put(None)
+    assert list(_token_runs(waiting)) == [[5, 6, 7]]
+
+    failed = Request([1, 2], tuned=False, max_new_tokens=8)
+    failed.tokens.put(5)
+    failed.tokens.put(RuntimeError("the model failed"))
+    with pytest.raises(RuntimeError, match="the model failed"):
+        list(_token_runs(failed))
+
+    messages, tuned, max_new_tokens = requests(assistant)[0]
+    _, alone = run_stream(generator, messages, tuned, max_new_tokens)
+    request = generator._submit(messages, tuned, max_new_tokens, 0.0)
+    deadline = time.time() + 120
+    while None not in list(request.tokens.queue) and time.time() < deadline:
+        time.sleep(0.01)                      # the whole answer is waiting before the stream reads it
+    runs = list(_token_runs(request))
+    assert len(runs) == 1 and generator._text(runs[0]).strip() == alone.text
