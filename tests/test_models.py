@@ -38,10 +38,11 @@ def test_packaged_model_loads_and_generates():
     assert tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
 
-def test_two_processes_starting_at_once_convert_the_packaged_model_once(tmp_path, monkeypatch):
+def test_two_callers_starting_at_once_convert_the_packaged_model_once(tmp_path, monkeypatch):
     """The conversion is slow (~40 s) and writes a folder: a second caller waits for the first's copy
-    rather than converting again over it. (The conversion itself is stood in for: the real one takes
-    40 s and is what every other test of the packaged model runs through.)"""
+    rather than converting again over it. The callers are threads here; another process takes the same
+    file lock. (The conversion itself is stood in for: the real one takes 40 s, and every other test of
+    the packaged model runs through it.)"""
     import threading
     import time
 

@@ -265,3 +265,57 @@ def test_a_reader_that_falls_behind_gets_the_tokens_sent_meanwhile_in_one_piece(
         time.sleep(0.01)                      # the whole answer is waiting before the stream reads it
     runs = list(_token_runs(request))
     assert len(runs) == 1 and generator._text(runs[0]).strip() == alone.text
+
+
+def turn_row_adapter(model_dir, target):
+    """A LoRA adapter that also changed the turn markers' rows (trainable_token_indices, as training
+    writes one), the rows moved well away from the base model's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    turn_ids = tokenizer.convert_tokens_to_ids(["<start_of_turn>", "<end_of_turn>"])
+    torch.manual_seed(2)
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False,
+                      trainable_token_indices=turn_ids)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), lora)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "trainable_tokens_delta" in name:
+                parameter.add_(torch.randn_like(parameter))
+    model.save_pretrained(target)
+    return target, turn_ids
+
+
+@pytest.mark.parametrize("vocabulary", ["full", "auto"])
+def test_tuned_rows_on_the_base_weights_answer_as_the_merged_model(assistant, kb_cfg, tiny_model_dir, tmp_path,
+                                                                   vocabulary):
+    """With the adapter applied per row, base and tuned requests decode in one batch (one forward pass a
+    step), and their answers, asked all at once, are those of the merged model in a lane of its own (whose
+    answers are transformers' greedy generate, above): the LoRA updates, and the turn markers' changed
+    embedding and output rows, over the whole vocabulary and over the shortlist."""
+    from assistant.generate import LocalGenerator
+
+    adapter, turn_ids = turn_row_adapter(tiny_model_dir, tmp_path / "turn-lora")
+    answer = kb_cfg.answer.model_copy(update={"dtype": "float32", "decode_vocabulary": vocabulary})
+    shared = open_generator(kb_cfg.model_copy(update={"answer": answer}), adapter)
+    assert list(shared.loop.lanes) == [False] and sorted(shared.loop.row_adapter.token_ids.tolist()) == sorted(turn_ids)
+    lanes = LocalGenerator(shared.base, shared.tokenizer, shared.tuned, vocabulary=shared.vocabulary)
+    assert sorted(lanes.loop.lanes) == [False, True]
+
+    asks = requests(assistant)
+    answers = [None] * len(asks)
+
+    def ask(i):
+        answers[i] = run_stream(shared, *asks[i])[1].text
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(asks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert answers == [run_stream(lanes, *ask)[1].text for ask in asks]
+    # and the adapter changed them: a tuned answer is not the base model's answer to the same prompt
+    assert any(answers[i] != run_stream(shared, messages, False, new)[1].text
+               for i, (messages, tuned, new) in enumerate(asks) if tuned)
