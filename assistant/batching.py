@@ -8,10 +8,8 @@ the running batch, left-padded so that every row's newest token sits in the last
 prefilled in groups of similar prompt length, shortest first, and at most `prefill_tokens` prompt tokens
 between two decode steps: a 50-token closed-book prompt padded to a 600-token retrieval prompt was mostly
 padding, and one prefill of twenty prompts held every running row (and every first token) for seconds.
-Base and tuned requests share one running batch ("lane"): the adapter's LoRA updates and changed token
-rows are applied to the tuned rows only (`RowAdapter`). An adapter that is not plain LoRA on linear
-layers gets a lane of its own, on the merged weights, and the loop steps the lanes in turn. Tokens go
-to each request's queue as they are chosen, greedily.
+Base and tuned requests run on different weights, so each model has its own running batch ("lane"); the
+loop steps the lanes in turn. Tokens go to each request's queue as they are chosen, greedily.
 
 A decode step may score a shortlist of the vocabulary instead of all of it (`vocabulary`): the
 tokens every answer may need (the tokenizer's most frequent pieces, the knowledge base's words)
@@ -129,102 +127,6 @@ def _pad_left(tensor, columns: int):
     return torch.cat([tensor.new_zeros(shape), tensor], dim=axis)
 
 
-class RowAdapter:
-    """A LoRA adapter applied to some rows of a batch on the base weights, so base and tuned requests
-    share one forward pass. A decode step at 16 rows costs 157 ms where two at 8 rows cost 220 ms (2-core
-    AVX2 EPYC, fp32, 300 cached columns), and with base and tuned requests in flight the loop ran one
-    step per model. Each LoRA linear adds its low-rank update to the chosen rows' outputs; the tokens
-    whose embedding and output rows training changed (the turn markers) get the tuned rows there.
-
-    The base model's hooks are installed once and read which adapter and rows apply from the calling
-    thread: a decode loop's thread sets them before each forward pass, and every other caller of the
-    base model (the evaluation's perplexity, a calibration, a loop without an adapter) runs it as it is.
-    A new adapter (the app's Pipeline tab) is a new RowAdapter on the same hooks."""
-
-    def __init__(self, model, deltas: dict[str, tuple], token_ids, token_embeddings, token_head):
-        self.deltas = deltas                               # module name -> (lora A, lora B, scale)
-        self.token_ids = token_ids                         # [k] ids whose rows training changed
-        self.token_embeddings, self.token_head = token_embeddings, token_head     # [k, hidden]: embedded, head rows
-        _install_row_hooks(model)
-
-    def set_rows(self, tuned: list[bool]) -> None:
-        """The rows of this thread's next forward passes that take the adapter (a mask over the batch)."""
-        import torch
-
-        rows = torch.tensor([i for i, flag in enumerate(tuned) if flag], dtype=torch.long)
-        _ACTIVE.adapter, _ACTIVE.rows, _ACTIVE.every_row = self, (rows if len(rows) else None), all(tuned)
-
-    def patch_shortlist(self, logits, hidden, vocab) -> None:
-        """The tuned rows' logits [rows, len(vocab)] of the changed tokens that are in the shortlist `vocab`,
-        computed from the last hidden states [rows, hidden] (the shortlist skips the output layer's hook)."""
-        import torch
-
-        rows = _active_rows(self)
-        if rows is None or not len(self.token_ids):
-            return
-        at = torch.searchsorted(vocab, self.token_ids)
-        inside = (at < len(vocab)) & (vocab[at.clamp(max=len(vocab) - 1)] == self.token_ids)
-        if inside.any():
-            logits[rows[:, None], at[inside]] = hidden[rows] @ self.token_head[inside].T
-
-
-_ACTIVE = threading.local()      # .adapter, .rows, .every_row: what the calling thread's next forward applies
-
-
-def _active_rows(adapter: RowAdapter | None = None):
-    if getattr(_ACTIVE, "rows", None) is None or (adapter is not None and _ACTIVE.adapter is not adapter):
-        return None
-    return _ACTIVE.rows
-
-
-def _install_row_hooks(model) -> None:
-    """Hooks on every linear layer, the input embedding and the output layer; each does nothing unless
-    the calling thread has set tuned rows."""
-    import torch
-
-    if getattr(model, "_row_adapter_hooks", False):
-        return
-    head = model.get_output_embeddings()
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and module is not head:
-            module.register_forward_hook(lambda module, args, output, name=name: _lora_update(name, args, output))
-    model.get_input_embeddings().register_forward_hook(_embedding_rows)
-    head.register_forward_hook(_head_rows)
-    model._row_adapter_hooks = True
-
-
-def _lora_update(name: str, args, output):
-    rows = _active_rows()
-    if rows is not None and name in _ACTIVE.adapter.deltas:
-        lora_a, lora_b, scale = _ACTIVE.adapter.deltas[name]
-        if _ACTIVE.every_row:       # a batch of tuned requests only (a prefill group, an evaluation's batch)
-            output += (args[0] @ lora_a.T) @ lora_b.T * scale
-        else:
-            output[rows] += (args[0][rows] @ lora_a.T) @ lora_b.T * scale
-    return output
-
-
-def _embedding_rows(module, args, output):
-    rows = _active_rows()
-    if rows is not None:
-        adapter = _ACTIVE.adapter
-        ids = args[0][rows]                                     # [tuned rows, columns]
-        for k, token in enumerate(adapter.token_ids.tolist()):
-            where = (ids == token).nonzero(as_tuple=True)
-            if len(where[0]):
-                output[rows[where[0]], where[1]] = adapter.token_embeddings[k]
-    return output
-
-
-def _head_rows(module, args, output):
-    rows = _active_rows()
-    if rows is not None and len(_ACTIVE.adapter.token_ids):
-        adapter = _ACTIVE.adapter
-        # [tuned rows, changed tokens, positions] <- [tuned rows, positions, changed tokens]
-        output[rows[:, None], :, adapter.token_ids] = (args[0][rows] @ adapter.token_head.T).transpose(1, 2)
-    return output
-
-
 _OPEN_LOOPS: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -244,13 +146,10 @@ class DecodeLoop:
     """The one thread that runs the models; `submit` from any thread, read the request's `tokens`."""
 
     def __init__(self, models: dict[bool, object], stop_ids: set[int], refusal_token: int, max_rows: int = 32,
-                 vocabulary: set[int] | None = None, prefill_tokens: int = 2048, row_adapter: RowAdapter | None = None):
+                 vocabulary: set[int] | None = None, prefill_tokens: int = 2048):
         import torch
 
-        # With a row adapter, tuned requests run on the base model's lane, the adapter applied to their rows.
-        self.row_adapter = row_adapter
-        self.lanes = ({False: _Lane(models[False])} if row_adapter is not None
-                      else {tuned: _Lane(model) for tuned, model in models.items()})
+        self.lanes = {tuned: _Lane(model) for tuned, model in models.items()}
         self.max_rows = max_rows      # per lane (answer.max_batch_rows); later requests wait for a free row
         # Prompt tokens prefilled between two decode steps (at least one request): the running rows go on
         # generating while a crowd is admitted. A 2048-token prefill is well past the size where a CPU's
@@ -292,21 +191,17 @@ class DecodeLoop:
                             return
                         self._wake.wait()
                     arrived = self._admissible()
-                for key, lane in self.lanes.items():
-                    for group in length_groups([request for request in arrived if self._lane_of(request) == key]):
+                for tuned, lane in self.lanes.items():
+                    for group in length_groups([request for request in arrived if request.tuned == tuned]):
                         self._guarded(lane, group, lambda: self._admit(lane, group))
                 for lane in self.lanes.values():
                     if lane.rows:
                         self._guarded(lane, [row.request for row in lane.rows], lambda: self._step(lane))
 
-    def _lane_of(self, request: Request) -> bool:
-        return False if self.row_adapter is not None else request.tuned
-
     def _admissible(self) -> list[Request]:
-        """Waiting requests that fit their model's rows and this turn's prefill (called holding the lock);
-        the rest keep waiting, in order."""
-        running = [row.request.tuned for lane in self.lanes.values() for row in lane.rows]
-        room = {tuned: self.max_rows - running.count(tuned) for tuned in (False, True)}
+        """Waiting requests that fit their lane and this turn's prefill (called holding the lock); the rest
+        keep waiting, in order."""
+        room = {tuned: self.max_rows - len(lane.rows) for tuned, lane in self.lanes.items()}
         admitted, still, tokens = [], [], 0
         for request in self._waiting:
             if room[request.tuned] > 0 and (not admitted or tokens + len(request.prompt_ids) <= self.prefill_tokens):
@@ -326,11 +221,6 @@ class DecodeLoop:
             for request in requests:
                 request.tokens.put(err)
             lane.keep([i for i, row in enumerate(lane.rows) if row.request not in requests])
-
-    def _adapt(self, requests: list[Request]) -> None:
-        """The rows of the next forward pass that take the adapter (with a row adapter; else each lane is one model)."""
-        if self.row_adapter is not None:
-            self.row_adapter.set_rows([request.tuned for request in requests])
 
     def _choose(self, logits, requests: list[Request], first: bool):
         """Greedy next tokens [rows] from last-position logits [rows, vocab].
@@ -375,7 +265,6 @@ class DecodeLoop:
         # still see only their window, through the mask.
         group = _Lane(lane.model)
         group.cache, group.mask, group.rows = DynamicCache(), mask, [_Row(r) for r in requests]
-        self._adapt(requests)
         logits = lane.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
                             cache=group.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         group.next_ids = self._choose(logits, requests, first=True)
@@ -396,7 +285,6 @@ class DecodeLoop:
             lane.keep(live)
             if not lane.rows:
                 return
-        self._adapt([row.request for row in lane.rows])
         # Each row's next position is the count of its real tokens so far (padding has none).
         positions = lane.mask.sum(1, keepdim=True)                                   # [rows, 1]
         mask = torch.cat([lane.mask, torch.ones_like(positions)], dim=1)             # [rows, columns + 1]
@@ -409,8 +297,6 @@ class DecodeLoop:
             if lane.head is None:
                 lane.head = lane.model.get_output_embeddings().weight[lane.vocab]
             logits = hidden @ lane.head.T
-            if self.row_adapter is not None:
-                self.row_adapter.patch_shortlist(logits, hidden, lane.vocab)
         lane.mask = mask
         chosen = self._choose(logits, [row.request for row in lane.rows], first=False)
         lane.next_ids = chosen if lane.vocab is None else lane.vocab[chosen]

@@ -3,9 +3,8 @@
 Both backends offer the same two calls, so the answer paths do not care which one runs:
 `generate_batch(conversations, tuned=, max_new_tokens=)` for many prompts at once, and
 `stream(messages, tuned=, max_new_tokens=)` that yields text pieces and then one `Generation`.
-`tuned=True` means "with the LoRA adapter": locally the decode loop applies it to the tuned rows of a
-batch on the base weights (a merged copy serves whole-model uses); remotely it is a second model name
-(vLLM's LoRA module).
+`tuned=True` means "with the LoRA adapter": locally that is a second copy of the weights with the
+adapter merged in; remotely it is a second model name (vLLM's LoRA module).
 
     python -m assistant.generate "Who approves a purchase order over 25,000 EUR?"   # base model, streamed
 """
@@ -19,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.batching import DecodeLoop, Request, RowAdapter
+from assistant.batching import DecodeLoop, Request
 from assistant.core.config import Config, ConfigError
 from assistant.core.prompts import END_OF_TURN, REFUSAL
 
@@ -36,49 +35,15 @@ def open_generator(cfg: Config, adapter: Path | None) -> LocalGenerator | Remote
     """The backend the config asks for; `adapter` (a PEFT folder or None) matters only locally."""
     if cfg.answer.backend == "openai":
         return RemoteGenerator(cfg)
-    from assistant.core.models import load_base_model
+    from assistant.core.models import load_base_model, load_tuned_model
 
     base, tokenizer = load_base_model(cfg, cfg.answer.dtype)
-    # Not the unmerged PEFT model: it recomputed its trained turn-token rows over the whole 262k-row tied head
-    # at each generated token, and answered 7x slower here (8 questions: 15.8 s against 2.3 s merged). The
-    # row adapter computes the LoRA updates for the tuned rows and only the changed rows of the head.
-    tuned, row_adapter = tuned_models(cfg, adapter, base) if adapter else (None, None)
+    # The adapter merged into a second copy of the weights (0.5 GB in bf16): the unmerged PEFT model
+    # recomputes LoRA on every linear layer and its trained turn-token rows of the 262k-row tied head at
+    # each generated token, and answered 7x slower here (8 questions: 15.8 s against 2.3 s merged).
+    tuned = load_tuned_model(cfg, adapter, cfg.answer.dtype)[0].merge_and_unload() if adapter else None
     return LocalGenerator(base, tokenizer, tuned, max_rows=cfg.answer.max_batch_rows,
-                          vocabulary=decode_vocabulary(cfg, base, tokenizer), row_adapter=row_adapter)
-
-
-def tuned_models(cfg: Config, adapter: Path, base) -> tuple[object, RowAdapter | None]:
-    """The adapter merged into a copy of the weights (for whole-model uses: perplexity, calibration), and the
-    same adapter as per-row updates on `base`, with which the decode loop runs base and tuned requests in one
-    batch (None where the adapter is not plain LoRA on linear layers: those get a lane of their own)."""
-    import torch
-
-    from assistant.core.models import load_tuned_model
-
-    peft_model = load_tuned_model(cfg, adapter, cfg.answer.dtype)[0]
-    deltas = {}
-    for name, module in peft_model.named_modules():
-        if getattr(module, "lora_embedding_A", None):       # LoRA on an embedding: left to the merged copy
-            return peft_model.merge_and_unload(), None
-        if not hasattr(module, "lora_A") or not module.active_adapters:
-            continue
-        key = module.active_adapters[0]
-        if key not in module.lora_A or getattr(module, "use_dora", {}).get(key) \
-                or not isinstance(module.lora_A[key], torch.nn.Linear):
-            return peft_model.merge_and_unload(), None
-        deltas[name.removeprefix("base_model.model.")] = (
-            module.lora_A[key].weight.detach().clone(), module.lora_B[key].weight.detach().clone(), module.scaling[key])
-    tuned = peft_model.merge_and_unload()
-    head_name = next(name for name, module in base.named_modules() if module is base.get_output_embeddings())
-    if head_name in deltas:      # the shortlist reads the output layer's rows itself
-        return tuned, None
-    # The rows training changed outright (trainable_token_indices: the turn markers), on either side.
-    base_in, tuned_in = base.get_input_embeddings().weight, tuned.get_input_embeddings().weight
-    base_out, tuned_out = base.get_output_embeddings().weight, tuned.get_output_embeddings().weight
-    changed = ((base_in != tuned_in).any(1) | (base_out != tuned_out).any(1)).nonzero().flatten()
-    with torch.inference_mode():
-        embedded = tuned.get_input_embeddings()(changed[None])[0]
-    return tuned, RowAdapter(base, deltas, changed, embedded.clone(), tuned_out[changed].detach().clone())
+                          vocabulary=decode_vocabulary(cfg, base, tokenizer))
 
 
 # The tokenizer's first ids are its most frequent pieces (BPE merges in order): on the shipped training pairs,
@@ -114,12 +79,10 @@ class LocalGenerator:
     """The base model, and the tuned one (base weights with the adapter merged in) when there is one.
 
     Every call goes through one `DecodeLoop`: concurrent requests share forward passes (a request
-    joins the running batch at the next decode step) instead of queueing behind a lock; with a
-    `row_adapter`, base and tuned requests share them too.
+    joins the running batch at the next decode step) instead of queueing behind a lock.
     """
 
-    def __init__(self, base, tokenizer, tuned=None, max_rows: int = 32, vocabulary: set[int] | None = None,
-                 row_adapter: RowAdapter | None = None):
+    def __init__(self, base, tokenizer, tuned=None, max_rows: int = 32, vocabulary: set[int] | None = None):
         self.base = base
         self.tuned = tuned
         self.tokenizer = tokenizer
@@ -129,7 +92,7 @@ class LocalGenerator:
         refusal_token = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"][0]
         models = {False: base, True: tuned} if tuned is not None else {False: base}
         self.vocabulary = vocabulary
-        self.loop = DecodeLoop(models, stop_ids, refusal_token, max_rows, vocabulary, row_adapter=row_adapter)
+        self.loop = DecodeLoop(models, stop_ids, refusal_token, max_rows, vocabulary)
 
     def model(self, tuned: bool):
         return self.tuned if tuned and self.tuned is not None else self.base
@@ -137,9 +100,11 @@ class LocalGenerator:
     def with_adapter(self, cfg: Config, adapter: Path) -> LocalGenerator:
         """A generator on the same base weights with `adapter` merged into the tuned copy; this one's
         loop ends once the requests it is serving have finished."""
-        tuned, row_adapter = tuned_models(cfg, adapter, self.base)
+        from assistant.core.models import load_tuned_model
+
+        tuned = load_tuned_model(cfg, adapter, cfg.answer.dtype)[0].merge_and_unload()
         self.loop.close()
-        return LocalGenerator(self.base, self.tokenizer, tuned, self.loop.max_rows, self.vocabulary, row_adapter)
+        return LocalGenerator(self.base, self.tokenizer, tuned, self.loop.max_rows, self.vocabulary)
 
     def _submit(self, messages: list[dict], tuned: bool, max_new_tokens: int, refusal_floor: float) -> Request:
         # The template writes <bos> itself. One prompt per call, unpadded: the loop pads, and a fast
