@@ -9,7 +9,9 @@ prefilled in groups of similar prompt length, shortest first, and at most `prefi
 between two decode steps: a 50-token closed-book prompt padded to a 600-token retrieval prompt was mostly
 padding, and one prefill of twenty prompts held every running row (and every first token) for seconds.
 Base and tuned requests run on different weights, so each model has its own running batch ("lane"); the
-loop steps the lanes in turn. Tokens go to each request's queue as they are chosen, greedily.
+loop steps the lanes in turn. Tokens go to each request's queue as they are chosen, greedily. Every prompt
+opens with the same 23 tokens (<bos>, the turn marker, the system line): each lane keeps their keys and values
+and prefills only what follows.
 
 A decode step may score a shortlist of the vocabulary instead of all of it (`vocabulary`): the
 tokens every answer may need (the tokenizer's most frequent pieces, the knowledge base's words)
@@ -24,6 +26,7 @@ import atexit
 import queue
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -60,6 +63,7 @@ class _Lane:
         self.next_ids = None       # [rows] the token each row feeds into the next step
         self.vocab = None          # [ids] the tokens a decode step scores (sorted), or None: all of them
         self.head = None           # [len(vocab), hidden] those rows of the output layer
+        self.prefix_kv = None      # [(keys, values)] per layer of the prompts' shared prefix, one row
 
     def use_vocabulary(self, vocab) -> None:
         """Score `vocab` (a sorted id tensor) from now on; its rows of the head are gathered at the next step."""
@@ -146,7 +150,7 @@ class DecodeLoop:
     """The one thread that runs the models; `submit` from any thread, read the request's `tokens`."""
 
     def __init__(self, models: dict[bool, object], stop_ids: set[int], refusal_token: int, max_rows: int = 32,
-                 vocabulary: set[int] | None = None, prefill_tokens: int = 2048):
+                 vocabulary: set[int] | None = None, prefill_tokens: int = 2048, prefix_ids: Sequence[int] = ()):
         import torch
 
         self.lanes = {tuned: _Lane(model) for tuned, model in models.items()}
@@ -158,6 +162,9 @@ class DecodeLoop:
         # The shortlist every decode step scores, before the prompts' own tokens join it; None: the whole vocabulary.
         self.vocabulary = None if vocabulary is None else torch.tensor(sorted(vocabulary | stop_ids | {refusal_token}))
         self.stop_ids, self.refusal_token = stop_ids, refusal_token
+        # The tokens every prompt starts with (<bos>, the turn marker, the system line): each lane computes their
+        # keys and values once, and a prompt that starts with them is prefilled from the token after.
+        self.prefix_ids = list(prefix_ids)
         self._waiting: list[Request] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -257,23 +264,53 @@ class DecodeLoop:
         import torch
         from transformers import DynamicCache
 
-        width = max(len(r.prompt_ids) for r in requests)
-        ids = torch.tensor([[0] * (width - len(r.prompt_ids)) + r.prompt_ids for r in requests])   # [new, width]
-        mask = (torch.arange(width) >= width - torch.tensor([len(r.prompt_ids) for r in requests])[:, None]).long()
+        shared = self._shared_prefix(lane, requests)
+        skip = len(self.prefix_ids) if shared else 0
+        tails = [r.prompt_ids[skip:] for r in requests]
+        width = max(len(tail) for tail in tails)
+        ids = torch.tensor([[0] * (width - len(tail)) + tail for tail in tails])                  # [new, width]
+        mask = (torch.arange(width) >= width - torch.tensor([len(tail) for tail in tails])[:, None]).long()
         # A cache without the model's config keeps every column on every layer (no sliding-window
         # trimming), so rows of different lengths can be spliced together; the sliding-window layers
         # still see only their window, through the mask.
         group = _Lane(lane.model)
-        group.cache, group.mask, group.rows = DynamicCache(), mask, [_Row(r) for r in requests]
-        logits = lane.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+        group.cache = DynamicCache([(keys.expand(len(requests), -1, -1, -1), values.expand(len(requests), -1, -1, -1))
+                                    for keys, values in shared] if shared else None)
+        # The shared prefix, then each row's padding, then its own tokens: the positions skip the padding.
+        group.mask, group.rows = torch.cat([mask.new_ones(len(requests), skip), mask], 1), [_Row(r) for r in requests]
+        logits = lane.model(input_ids=ids, attention_mask=group.mask, position_ids=skip + (mask.cumsum(1) - 1).clamp(min=0),
                             cache=group.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         group.next_ids = self._choose(logits, requests, first=True)
         if self.vocabulary is not None:
-            group.use_vocabulary(torch.cat([self.vocabulary, ids.flatten()]).unique())
+            group.use_vocabulary(torch.cat([self.vocabulary, torch.tensor(self.prefix_ids, dtype=torch.long),
+                                            ids.flatten()]).unique())
         kept = [i for i, row in enumerate(group.rows) if self._emit(row, int(group.next_ids[i]))]
         group.keep(kept)
         if group.rows:
             lane.merge(group)
+
+    def _shared_prefix(self, lane: _Lane, requests: list[Request]) -> list | None:
+        """The lane's keys and values of `prefix_ids` (computed on first use), when every request starts with
+        them; None: prefill whole prompts. On a 2-core AVX2 EPYC in fp32 the 23 prefix tokens were two thirds
+        of a closed-book prompt and 15% of twenty sessions' prompt tokens, and prefill runs at ~450 tokens/s.
+
+        The padding between prefix and row widens the distance, in columns, between a row's tokens, and a
+        sliding-window layer's window counts columns: the prefix is used only while a whole answer stays
+        inside the window, where the window cuts nothing either way."""
+        import torch
+        from transformers import DynamicCache
+
+        size = len(self.prefix_ids)
+        if not size or any(len(r.prompt_ids) <= size or r.prompt_ids[:size] != self.prefix_ids for r in requests):
+            return None
+        window = getattr(lane.model.config, "sliding_window", None)
+        if window and max(len(r.prompt_ids) for r in requests) + max(r.max_new_tokens for r in requests) > window:
+            return None
+        if lane.prefix_kv is None:
+            cache = DynamicCache()
+            lane.model(input_ids=torch.tensor([self.prefix_ids]), cache=cache, use_cache=True, logits_to_keep=1)
+            lane.prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
+        return lane.prefix_kv
 
     def _step(self, lane: _Lane) -> None:
         import torch

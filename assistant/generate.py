@@ -20,7 +20,7 @@ from pathlib import Path
 
 from assistant.batching import DecodeLoop, Request
 from assistant.core.config import Config, ConfigError
-from assistant.core.prompts import END_OF_TURN, REFUSAL
+from assistant.core.prompts import END_OF_TURN, REFUSAL, build_messages
 
 
 @dataclass
@@ -92,7 +92,8 @@ class LocalGenerator:
         refusal_token = tokenizer(REFUSAL, add_special_tokens=False)["input_ids"][0]
         models = {False: base, True: tuned} if tuned is not None else {False: base}
         self.vocabulary = vocabulary
-        self.loop = DecodeLoop(models, stop_ids, refusal_token, max_rows, vocabulary)
+        self.loop = DecodeLoop(models, stop_ids, refusal_token, max_rows, vocabulary,
+                               prefix_ids=self._shared_prefix())
 
     def model(self, tuned: bool):
         return self.tuned if tuned and self.tuned is not None else self.base
@@ -106,11 +107,20 @@ class LocalGenerator:
         self.loop.close()
         return LocalGenerator(self.base, self.tokenizer, tuned, self.loop.max_rows, self.vocabulary)
 
-    def _submit(self, messages: list[dict], tuned: bool, max_new_tokens: int, refusal_floor: float) -> Request:
+    def _prompt_ids(self, messages: list[dict]) -> list[int]:
         # The template writes <bos> itself. One prompt per call, unpadded: the loop pads, and a fast
         # tokenizer whose padding settings change under concurrent calls fails ("Already borrowed").
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _shared_prefix(self) -> list[int]:
+        """The tokens that a closed-book prompt and a prompt with context both start with."""
+        closed, with_context = (self._prompt_ids(build_messages("Who?", hits)) for hits in (None, []))
+        size = next((n for n, (a, b) in enumerate(zip(closed, with_context)) if a != b), min(len(closed), len(with_context)))
+        return closed[:size]
+
+    def _submit(self, messages: list[dict], tuned: bool, max_new_tokens: int, refusal_floor: float) -> Request:
+        ids = self._prompt_ids(messages)
         return self.loop.submit(Request(ids, tuned and self.tuned is not None, max_new_tokens, refusal_floor))
 
     def _text(self, ids: list[int]) -> str:

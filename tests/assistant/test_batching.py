@@ -165,6 +165,44 @@ def test_a_crowd_admitted_over_several_turns_gets_the_same_answers(assistant, ge
     assert [a.text for a in answers] == [run_stream(generator, *ask)[1].text for ask in asks]
 
 
+def test_prompts_prefilled_after_the_shared_prefix_get_the_tokens_of_whole_prompts(assistant, generator):
+    """The loop keeps the keys and values of the prefix every prompt starts with (<bos>, the turn marker,
+    the system line) and prefills only what follows, with each row's padding between the two. Alone and
+    joining one another (rows of different lengths in one prefill, so padding sits mid-row), the tokens
+    are those of a loop that prefills whole prompts; a prompt that would outgrow the sliding window, or
+    does not start with the prefix, is prefilled whole."""
+    from assistant.batching import Request
+    from assistant.generate import LocalGenerator
+
+    hits = assistant.retriever.passages_many(QUESTIONS[:1])[0]
+    asks = [(prompt_messages(q, None, ()), tuned, 20) for q in QUESTIONS for tuned in (False, True)]
+    asks += [(prompt_messages(QUESTIONS[0], [], ()), True, 12)]          # "Context: (nothing found)"
+    whole = LocalGenerator(generator.base, generator.tokenizer, generator.tuned)
+    whole.loop.prefix_ids = []
+    expected = [token_ids(whole, *ask) for ask in asks]
+    assert [token_ids(generator, *ask) for ask in asks] == expected
+
+    results = [None] * len(asks)
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, token_ids(generator, *asks[i])))
+               for i in range(len(asks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert results == expected
+
+    loop, prefix = generator.loop, generator.loop.prefix_ids
+    assert generator.tokenizer.decode(prefix).endswith("say so.\n\n")      # the system line, then the question
+    lane = loop.lanes[False]
+    assert lane.prefix_kv is not None and lane.prefix_kv[0][0].shape[2] == len(prefix)
+    short = Request(generator._prompt_ids(asks[0][0]), False, 20)
+    assert loop._shared_prefix(lane, [short]) is lane.prefix_kv
+    long = Request(generator._prompt_ids(prompt_messages(QUESTIONS[0], hits, ())), False, 20)
+    assert len(long.prompt_ids) + 20 > generator.base.config.sliding_window
+    assert loop._shared_prefix(lane, [short, long]) is None
+    assert loop._shared_prefix(lane, [Request(short.prompt_ids[1:], False, 20)]) is None
+
+
 def token_ids(generator, messages: list[dict], tuned: bool, max_new_tokens: int) -> list[int]:
     from assistant.generate import _token_runs
 
