@@ -14,3 +14,21 @@ def test_concurrent_sessions_all_get_a_streamed_answer(assistant):
     assert "paths base/rag/offline/hybrid" in rows["concurrent sessions: errors"]["detail"]
     latency, first = rows["concurrent sessions: latency p95"]["value"], rows["concurrent sessions: time to first token p50"]
     assert first["value"] is not None and 0 < first["value"] <= latency
+
+
+def test_the_retrieval_rows_measure_the_prompt_the_answer_paths_send(assistant):
+    """The rows once timed whole chunks (a 591-token prompt on the shipped corpus) where hybrid sends its best
+    sentences (280): they must describe the prompt the paths build."""
+    from assistant.answer import prompt_messages
+    from assistant.bench_serving import bench_retrieval
+    from assistant.core.modes import Mode
+
+    question = "How much does a household membership cost per year?"
+    rows = {r["measure"]: r for r in bench_retrieval(assistant, [question])}
+    hits = assistant._retrieve([question], Mode.HYBRID)[0]
+    assert assistant.cfg.retrieve.sentences and hits
+    sent = assistant.generator.tokenizer.apply_chat_template(prompt_messages(question, hits, ()),
+                                                            add_generation_prompt=True, return_dict=True)["input_ids"]
+    assert rows["prompt with context p50"]["value"] == len(sent)
+    assert rows["retrieval + prompt build p50"]["target"] == "<= 50 ms"
+    assert rows["retrieval + prompt build, sentences not embedded yet p50"]["value"] > 0
