@@ -182,14 +182,7 @@ def test_prompts_prefilled_after_the_shared_prefix_get_the_tokens_of_whole_promp
     expected = [token_ids(whole, *ask) for ask in asks]
     assert [token_ids(generator, *ask) for ask in asks] == expected
 
-    results = [None] * len(asks)
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, token_ids(generator, *asks[i])))
-               for i in range(len(asks))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert results == expected
+    assert token_ids_at_once(generator, asks) == expected
 
     loop, prefix = generator.loop, generator.loop.prefix_ids
     assert generator.tokenizer.decode(prefix).endswith("say so.\n\n")      # the system line, then the question
@@ -209,6 +202,18 @@ def token_ids(generator, messages: list[dict], tuned: bool, max_new_tokens: int)
     return [token for run in _token_runs(generator._submit(messages, tuned, max_new_tokens, 0.0)) for token in run]
 
 
+def token_ids_at_once(generator, asks) -> list[list[int]]:
+    """Each ask's token ids, all submitted at once from threads of their own, so they join one another."""
+    results = [None] * len(asks)
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, token_ids(generator, *asks[i])))
+               for i in range(len(asks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
 def test_a_shortlist_that_holds_the_chosen_tokens_decodes_the_same(assistant, generator):
     """The shortlisted step (the decoder's state against gathered rows of the output layer) is the same
     computation: given the tokens the full decode chose among a thousand others, it chooses them again,
@@ -220,14 +225,7 @@ def test_a_shortlist_that_holds_the_chosen_tokens_decodes_the_same(assistant, ge
     vocabulary = set().union(*full) | set(range(500, 1500))
     short = LocalGenerator(generator.base, generator.tokenizer, generator.tuned, vocabulary=vocabulary)
     assert [token_ids(short, *ask) for ask in asks] == full
-    results = [None] * len(asks)
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, token_ids(short, *asks[i])))
-               for i in range(len(asks))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert results == full
+    assert token_ids_at_once(short, asks) == full
 
 
 def test_a_shortlist_keeps_every_token_after_the_first_inside_it_and_the_prompt(assistant, generator):
