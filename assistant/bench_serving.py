@@ -61,7 +61,7 @@ def bench_retrieval(assistant: Assistant, questions: list[str]) -> list[dict]:
         timings, lengths = [], []
         for question in questions:
             start = time.perf_counter()
-            messages = prompt_messages(question, assistant.retriever.passages_many([question])[0], ())
+            messages = prompt_messages(question, assistant._retrieve([question], Mode.HYBRID)[0], ())
             prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
             timings.append(1000 * (time.perf_counter() - start))
             lengths.append(len(prompt))

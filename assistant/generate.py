@@ -115,9 +115,7 @@ class LocalGenerator:
 
     def _shared_prefix(self) -> list[int]:
         """The tokens that a closed-book prompt and a prompt with context both start with."""
-        closed, with_context = (self._prompt_ids(build_messages("Who?", hits)) for hits in (None, []))
-        size = next((n for n, (a, b) in enumerate(zip(closed, with_context)) if a != b), min(len(closed), len(with_context)))
-        return closed[:size]
+        return os.path.commonprefix([self._prompt_ids(build_messages("Who?", hits)) for hits in (None, [])])
 
     def _submit(self, messages: list[dict], tuned: bool, max_new_tokens: int, refusal_floor: float) -> Request:
         ids = self._prompt_ids(messages)
