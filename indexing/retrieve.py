@@ -8,6 +8,8 @@ scores are reciprocal-rank-fusion sums: sum over lists of 1 / (rrf_k + rank).
 """
 from __future__ import annotations
 
+import math
+import re
 import sys
 from typing import Any
 
@@ -17,6 +19,11 @@ from assistant.core.config import Config
 from assistant.core.records import Chunk, Hit
 
 MODES = ("hybrid", "vector", "bm25")
+_WORD = re.compile(r"[a-z0-9]+")
+# Words of asking, not of the subject: rare in documents, so their idf would be high without this list.
+_ASKING_WORDS = set("""what how when who whom whose which where why does do did done can could should would may might
+must shall will am is are was were be been has have had i me my mine we us our you your it its there here get
+much many""".split())
 
 
 def bm25_tokens(chunk: Chunk) -> str:
@@ -58,6 +65,7 @@ class Retriever:
         self.vector_store = ChromaVectorStore.from_collection(collection)
         self.embedder = load_cached_embedder(cfg)
         self._unit_cache: dict[str, tuple[list[str], np.ndarray]] = {}
+        self.idf = word_idf([c.text for c in chunks])
         self.bm25 = bm25s.BM25()
         if chunks:
             self.bm25.index(bm25s.tokenize([bm25_tokens(c) for c in chunks], stopwords="en", show_progress=False),
@@ -95,8 +103,12 @@ class Retriever:
     def passages_many(self, queries: list[str], top_k: int | None = None, sentences: int | None = None,
                       mode: str | None = None) -> list[list[Hit]]:
         """What goes into the prompt: for each query, the `sentences` units (indexing.sentences) of its top_k
-        chunks that match it best by embedding, grouped under their chunk (one numbered block per chunk,
-        blocks in order of their best unit, units best first). sentences=0 gives whole chunks."""
+        chunks that match it best, grouped under their chunk (one numbered block per chunk, blocks in order
+        of their best unit, units best first). sentences=0 gives whole chunks.
+
+        A unit's match is its embedding cosine to the query, plus `sentence_word_weight` times the share of
+        the query's rare words it contains, minus `sentence_rank_penalty` per rank of its chunk: MiniLM
+        alone often ranks a sentence on the right subject above the one naming the asked-for item."""
         from dataclasses import replace
 
         from indexing.embed import embed_query_batch
@@ -107,10 +119,15 @@ class Retriever:
             return found
         vectors = embed_query_batch(self.embedder, queries, bf16=self.cfg.index.embed_bf16)
         passages = []
-        for hits, vector in zip(found, vectors):
-            scored = [(float(unit_vector @ vector), rank, position, text)
-                      for rank, hit in enumerate(hits)
-                      for position, (text, unit_vector) in enumerate(zip(*self._units(hit.chunk)))]
+        lexical, rank_penalty = self.cfg.retrieve.sentence_word_weight, self.cfg.retrieve.sentence_rank_penalty
+        for query, hits, vector in zip(queries, found, vectors):
+            asked = content_words(query)
+            scored = []                          # (ranking score, chunk rank, cosine, text) per unit
+            for rank, hit in enumerate(hits):
+                for text, unit_vector in zip(*self._units(hit.chunk)):
+                    cosine = float(unit_vector @ vector)
+                    ranking = cosine + lexical * word_overlap(asked, text, self.idf) - rank_penalty * rank
+                    scored.append((ranking, rank, cosine, text))
             # neighbouring chunks overlap, so one sentence can come twice: keep its best-scored copy
             best, seen = [], set()
             for item in sorted(scored, key=lambda item: -item[0]):
@@ -120,8 +137,9 @@ class Retriever:
             blocks = []
             for rank in sorted({r for _, r, _, _ in best}, key=lambda r: -max(s for s, rr, _, _ in best if rr == r)):
                 # best sentence first: a small reader that copies the first line of a block then copies the best one
-                picked = [(score, text) for score, rr, _, text in best if rr == rank]
+                picked = [(cosine, text) for _, rr, cosine, text in best if rr == rank]
                 text = "\n".join(t for _, t in picked)
+                # the score stays the embedding cosine: the retrieval gate's threshold is one
                 blocks.append(Hit(replace(hits[rank].chunk, text=text), picked[0][0]))
             passages.append(blocks)
         return passages
@@ -163,6 +181,31 @@ class Retriever:
                 fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (self.cfg.retrieve.rrf_k + rank)
         best = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:top_k]
         return [Hit(self.by_id[i], score) for i, score in best]
+
+
+def content_words(text: str) -> set[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    words = set(_WORD.findall(text.lower())) - set(STOPWORDS_EN) - _ASKING_WORDS
+    # "stands" matches "stand", "needs" "need": the plural or third-person s is the commonest mismatch
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words}
+
+
+def word_idf(texts: list[str]) -> dict[str, float]:
+    """Inverse document frequency of each word over the chunks: a rare word ("Deskpass") names the
+    sentence a question is about far better than a common one ("policy")."""
+    from collections import Counter
+
+    counts = Counter(word for text in texts for word in content_words(text))
+    return {word: math.log(1 + len(texts) / (1 + n)) for word, n in counts.items()}
+
+
+def word_overlap(asked: set[str], text: str, idf: dict[str, float]) -> float:
+    """Share of the question's words, weighted by idf, that the sentence contains (0 to 1)."""
+    unseen = max(idf.values(), default=1.0)
+    total = sum(idf.get(w, unseen) for w in asked)
+    present = content_words(text)
+    return sum(idf.get(w, unseen) for w in asked if w in present) / total if total else 0.0
 
 
 def open_retriever(cfg: Config) -> Retriever:

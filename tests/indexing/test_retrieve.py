@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from indexing.retrieve import open_retriever
+from indexing.retrieve import content_words, open_retriever, word_idf, word_overlap
 from indexing.store import IndexNotFound
 
 
@@ -88,3 +88,37 @@ def test_passages_put_the_best_sentences_of_the_top_chunks_under_their_headings(
     assert [h.score for h in passages] == sorted((h.score for h in passages), reverse=True)
     whole = retriever.passages_many([question], top_k=3, sentences=0, mode="hybrid")[0]
     assert [h.chunk for h in whole] == list(chunks.values())            # sentences=0: whole chunks, as before
+
+
+def test_a_sentence_holding_the_questions_rare_words_matches_it_more_than_one_holding_common_ones():
+    idf = word_idf(["the deposit is $40", "the deposit is waived", "a truing stand needs a deposit"])
+    asked = content_words("What deposit does a truing stand need?")
+    assert asked == {"deposit", "truing", "stand", "need"}
+    assert word_overlap(asked, "A truing stand.", idf) > word_overlap(asked, "The deposit is paid.", idf) > 0
+    assert word_overlap(asked, "Nothing in common here.", idf) == 0.0
+    assert word_overlap(asked, "The truing stand needs a deposit.", idf) == 1.0
+    assert word_overlap(content_words("What is it?"), "anything", idf) == 0.0      # only stop words asked
+
+
+@pytest.mark.parametrize("question", ["How long may a member use a repair stand at busy sessions?",
+                                      "What is the maximum late fee per tool?"])
+def test_the_question_words_and_the_chunk_rank_steer_which_sentences_lead(built_cfg, question):
+    from assistant.core.config import load_config
+
+    def lead_lines(**retrieve):
+        cfg = load_config(overrides={"corpus": str(built_cfg.corpus), "workspace": str(built_cfg.home),
+                                     "retrieve": retrieve})
+        retriever = open_retriever(cfg)
+        return retriever, retriever.passages_many([question], top_k=4, sentences=6)[0]
+
+    # Words alone (weight 10 drowns the cosine): the first line is one holding the most of the question's words.
+    retriever, blocks = lead_lines(sentence_word_weight=10.0, sentence_rank_penalty=0.0)
+    chunks = retriever.search(question, top_k=4)
+    asked = content_words(question)
+    candidates = [unit for hit in chunks for unit in retriever._units(hit.chunk)[0]]
+    best = max(word_overlap(asked, unit, retriever.idf) for unit in candidates)
+    assert word_overlap(asked, blocks[0].chunk.text.split("\n")[0], retriever.idf) == best
+    # Rank alone (a penalty of 10 per rank): blocks follow the chunks' own ranking.
+    _, blocks = lead_lines(sentence_word_weight=0.0, sentence_rank_penalty=10.0)
+    order = [hit.chunk.id for hit in chunks]
+    assert [order.index(b.chunk.id) for b in blocks] == sorted(order.index(b.chunk.id) for b in blocks)
