@@ -139,9 +139,11 @@ def estimate_seconds(cfg: Config) -> tuple[float, str] | None:
     probe = [q.question for q in heldout[:cfg.eval.batch_size]]
     started = time.perf_counter()
     assistant = Assistant(cfg, tuned=False)
-    # warm-up first: opening the index and the first forward pass cost seconds that no later batch pays
+    # warm-up first: opening the index, the first forward pass and embedding the sentences of the probe's
+    # chunks (done once per chunk, for all 132 questions in about 15 s) cost seconds that no later batch pays
     # (untimed, a first batch of 8 put fp32 answering at 5.8 s an answer where the evaluation ran at ~3)
     assistant.answer_batch(probe[:2], Mode.RAG, max_new_tokens=2)
+    assistant.retriever.passages_many(probe)
     answers = assistant.answer_batch(probe, Mode.RAG, max_new_tokens=cfg.eval.max_new_tokens)
     pace = sum(a.latency_s for a in answers) / len(answers)
     work = ((len(heldout) + cfg.eval.validation_sample) * PATHS_IN_RAG_ANSWERS
