@@ -5,7 +5,7 @@
 A unit is a sentence of a paragraph, a list item (titled by its heading when it is a fragment), or a
 table row put into words. The retriever puts the units that best match a question into the prompt
 (`Retriever.passages_many`) instead of whole chunks: on the shipped held-out questions the best 6
-units of the top 4 chunks hold 69% of the key facts in ~750 characters, where 3 whole chunks hold 79%
+units of the top 6 chunks hold 65% of the key facts in ~750 characters, where 3 whole chunks hold 79%
 in ~1,800, and a 270M reader finds the right sentence among 6 far more often than among 20.
 The synthesiser reads the same units (`training.content_points`), so what the model is taught to
 quote is exactly what it is later shown.
