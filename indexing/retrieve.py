@@ -121,12 +121,12 @@ class Retriever:
         passages = []
         lexical, rank_penalty = self.cfg.retrieve.sentence_word_weight, self.cfg.retrieve.sentence_rank_penalty
         for query, hits, vector in zip(queries, found, vectors):
-            asked = content_words(query)
+            weights = question_weights(query, self.idf)
             scored = []                          # (ranking score, chunk rank, cosine, text) per unit
             for rank, hit in enumerate(hits):
                 for text, unit_vector in zip(*self._units(hit.chunk)):
                     cosine = float(unit_vector @ vector)
-                    ranking = cosine + lexical * word_overlap(asked, text, self.idf) - rank_penalty * rank
+                    ranking = cosine + lexical * word_overlap(weights, text) - rank_penalty * rank
                     scored.append((ranking, rank, cosine, text))
             # neighbouring chunks overlap, so one sentence can come twice: keep its best-scored copy
             best, seen = [], set()
@@ -200,12 +200,17 @@ def word_idf(texts: list[str]) -> dict[str, float]:
     return {word: math.log(1 + len(texts) / (1 + n)) for word, n in counts.items()}
 
 
-def word_overlap(asked: set[str], text: str, idf: dict[str, float]) -> float:
-    """Share of the question's words, weighted by idf, that the sentence contains (0 to 1)."""
+def question_weights(question: str, idf: dict[str, float]) -> dict[str, float]:
+    """The question's content words, each weighted by its idf; a word no chunk holds weighs the most."""
     unseen = max(idf.values(), default=1.0)
-    total = sum(idf.get(w, unseen) for w in asked)
+    return {word: idf.get(word, unseen) for word in content_words(question)}
+
+
+def word_overlap(weights: dict[str, float], text: str) -> float:
+    """Share of the question's word weight that the sentence holds (0 to 1)."""
     present = content_words(text)
-    return sum(idf.get(w, unseen) for w in asked if w in present) / total if total else 0.0
+    total = sum(weights.values())
+    return sum(weight for word, weight in weights.items() if word in present) / total if total else 0.0
 
 
 def open_retriever(cfg: Config) -> Retriever:

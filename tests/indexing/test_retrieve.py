@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from indexing.retrieve import content_words, open_retriever, word_idf, word_overlap
+from indexing.retrieve import content_words, open_retriever, question_weights, word_idf, word_overlap
 from indexing.store import IndexNotFound
 
 
@@ -92,12 +92,13 @@ def test_passages_put_the_best_sentences_of_the_top_chunks_under_their_headings(
 
 def test_a_sentence_holding_the_questions_rare_words_matches_it_more_than_one_holding_common_ones():
     idf = word_idf(["the deposit is $40", "the deposit is waived", "a truing stand needs a deposit"])
-    asked = content_words("What deposit does a truing stand need?")
-    assert asked == {"deposit", "truing", "stand", "need"}
-    assert word_overlap(asked, "A truing stand.", idf) > word_overlap(asked, "The deposit is paid.", idf) > 0
-    assert word_overlap(asked, "Nothing in common here.", idf) == 0.0
-    assert word_overlap(asked, "The truing stand needs a deposit.", idf) == 1.0
-    assert word_overlap(content_words("What is it?"), "anything", idf) == 0.0      # only stop words asked
+    weights = question_weights("What deposit does a truing stand need?", idf)
+    assert set(weights) == content_words("What deposit does a truing stand need?") == {"deposit", "truing", "stand", "need"}
+    assert weights["truing"] > weights["deposit"]
+    assert word_overlap(weights, "A truing stand.") > word_overlap(weights, "The deposit is paid.") > 0
+    assert word_overlap(weights, "Nothing in common here.") == 0.0
+    assert word_overlap(weights, "The truing stand needs a deposit.") == 1.0
+    assert word_overlap(question_weights("What is it?", idf), "anything") == 0.0      # only stop words asked
 
 
 @pytest.mark.parametrize("question", ["How long may a member use a repair stand at busy sessions?",
@@ -114,10 +115,10 @@ def test_the_question_words_and_the_chunk_rank_steer_which_sentences_lead(built_
     # Words alone (weight 10 drowns the cosine): the first line is one holding the most of the question's words.
     retriever, blocks = lead_lines(sentence_word_weight=10.0, sentence_rank_penalty=0.0)
     chunks = retriever.search(question, top_k=4)
-    asked = content_words(question)
+    weights = question_weights(question, retriever.idf)
     candidates = [unit for hit in chunks for unit in retriever._units(hit.chunk)[0]]
-    best = max(word_overlap(asked, unit, retriever.idf) for unit in candidates)
-    assert word_overlap(asked, blocks[0].chunk.text.split("\n")[0], retriever.idf) == best
+    best = max(word_overlap(weights, unit) for unit in candidates)
+    assert word_overlap(weights, blocks[0].chunk.text.split("\n")[0]) == best
     # Rank alone (a penalty of 10 per rank): blocks follow the chunks' own ranking.
     _, blocks = lead_lines(sentence_word_weight=0.0, sentence_rank_penalty=10.0)
     order = [hit.chunk.id for hit in chunks]
