@@ -8,6 +8,7 @@ scores are reciprocal-rank-fusion sums: sum over lists of 1 / (rrf_k + rank).
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -64,7 +65,7 @@ class Retriever:
         self.by_id = {c.id: c for c in chunks}
         self.vector_store = ChromaVectorStore.from_collection(collection)
         self.embedder = load_cached_embedder(cfg)
-        self._unit_cache: dict[str, tuple[list[str], np.ndarray]] = {}
+        self._unit_cache: dict[str, tuple[list[str], np.ndarray, list[set[str]]]] = {}
         self.idf = word_idf([c.text for c in chunks])
         self.bm25 = bm25s.BM25()
         if chunks:
@@ -124,9 +125,9 @@ class Retriever:
             weights = question_weights(query, self.idf)
             scored = []                          # (ranking score, chunk rank, cosine, text) per unit
             for rank, hit in enumerate(hits):
-                for text, unit_vector in zip(*self._units(hit.chunk)):
+                for text, unit_vector, words in zip(*self._units(hit.chunk)):
                     cosine = float(unit_vector @ vector)
-                    ranking = cosine + lexical * word_overlap(weights, text) - rank_penalty * rank
+                    ranking = cosine + lexical * word_overlap(weights, words) - rank_penalty * rank
                     scored.append((ranking, rank, cosine, text))
             # neighbouring chunks overlap, so one sentence can come twice: keep its best-scored copy
             best, seen = [], set()
@@ -144,14 +145,15 @@ class Retriever:
             passages.append(blocks)
         return passages
 
-    def _units(self, chunk: Chunk) -> tuple[list[str], np.ndarray]:
-        """A chunk's units and their unit vectors, embedded once per process."""
+    def _units(self, chunk: Chunk) -> tuple[list[str], np.ndarray, list[set[str]]]:
+        """A chunk's units, their unit vectors and their content words, worked out once per process."""
         from indexing.embed import embed_texts
         from indexing.sentences import unit_texts
 
         if chunk.id not in self._unit_cache:
             texts = unit_texts(chunk) or [chunk.text.strip()]
-            self._unit_cache[chunk.id] = (texts, embed_texts(self.embedder, texts, bf16=self.cfg.index.embed_bf16))
+            self._unit_cache[chunk.id] = (texts, embed_texts(self.embedder, texts, bf16=self.cfg.index.embed_bf16),
+                                          [content_words(text) for text in texts])
         return self._unit_cache[chunk.id]
 
     def _vector_ranked(self, vector: np.ndarray, depth: int, where: dict | None) -> list[tuple[str, float]]:
@@ -183,10 +185,15 @@ class Retriever:
         return [Hit(self.by_id[i], score) for i, score in best]
 
 
-def content_words(text: str) -> set[str]:
+@functools.cache
+def _ignored_words() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
-    words = set(_WORD.findall(text.lower())) - set(STOPWORDS_EN) - _ASKING_WORDS
+    return frozenset(STOPWORDS_EN) | _ASKING_WORDS
+
+
+def content_words(text: str) -> set[str]:
+    words = set(_WORD.findall(text.lower())) - _ignored_words()
     # "stands" matches "stand", "needs" "need": the plural or third-person s is the commonest mismatch
     return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words}
 
@@ -206,9 +213,8 @@ def question_weights(question: str, idf: dict[str, float]) -> dict[str, float]:
     return {word: idf.get(word, unseen) for word in content_words(question)}
 
 
-def word_overlap(weights: dict[str, float], text: str) -> float:
-    """Share of the question's word weight that the sentence holds (0 to 1)."""
-    present = content_words(text)
+def word_overlap(weights: dict[str, float], present: set[str]) -> float:
+    """Share of the question's word weight that a sentence with these content words holds (0 to 1)."""
     total = sum(weights.values())
     return sum(weight for word, weight in weights.items() if word in present) / total if total else 0.0
 
