@@ -166,9 +166,10 @@ def _print_trial(trial, total: int) -> None:
 # ---------------------------------------------------------------------------------------------- trials
 
 def trial_config(cfg: Config, params: dict) -> Config:
-    """The configured settings with the trial's in place, training for its share of the budget."""
+    """The configured settings with the trial's in place, training for its share of the budget (a hard
+    share: no step floor, or the trials together would overrun the tune's budget)."""
     share = cfg.tune.budget_minutes / cfg.tune.trials
-    return apply_params(cfg, params, train={"budget_minutes": share, "eval_steps": cfg.tune.eval_steps})
+    return apply_params(cfg, params, train={"budget_minutes": share, "eval_steps": cfg.tune.eval_steps, "min_steps": 0})
 
 
 def run_trial(trial, cfg: Config, space: dict[str, Knob], folder: Path, progress: bool) -> float:

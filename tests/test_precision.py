@@ -57,6 +57,24 @@ def test_the_budget_buys_the_steps_that_fit(monkeypatch, tiny_cfg):
     assert trainer_module.plan_steps(tiny_cfg, _FakeTrainer(), [], [], epoch_steps=300, budget_s=120)["steps"] == 7
 
 
+def test_a_budget_too_short_for_the_reader_still_plans_the_step_floor(monkeypatch, tiny_cfg):
+    """Below ~30 steps default runs landed 10 points apart on hybrid; the floor trains them past that,
+    says so, and keeps it for TimeBudget. The epochs still cap it, and 0 turns it off."""
+    from training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "time_training_step", lambda trainer, packs: 20.0)
+    tiny_cfg.train.eval_steps, tiny_cfg.train.min_steps = 20, 30
+    plan = trainer_module.plan_steps(tiny_cfg, _FakeTrainer(), [{}] * 400, [], epoch_steps=300, budget_s=420)
+    # 0.95 * 420 s at 20 s a step fits 19
+    assert plan["steps"] == 30 and plan["min_steps"] == 30
+    assert "train.min_steps=30" in plan["why"] and "fits only 19" in plan["why"]
+    assert trainer_module.plan_steps(tiny_cfg, _FakeTrainer(), [{}] * 400, [], epoch_steps=12, budget_s=420)["steps"] == 12
+    roomy = trainer_module.plan_steps(tiny_cfg, _FakeTrainer(), [{}] * 400, [], epoch_steps=300, budget_s=1300)
+    assert roomy["steps"] == 61 and "budget at 20.0 s per step" in roomy["why"]
+    tiny_cfg.train.min_steps = 0
+    assert trainer_module.plan_steps(tiny_cfg, _FakeTrainer(), [{}] * 400, [], epoch_steps=300, budget_s=420)["steps"] == 19
+
+
 class _Control:
     should_training_stop = should_save = False
 
@@ -87,6 +105,15 @@ def test_a_spent_budget_stops_training_after_the_step_in_flight():
     control = _Control()
     TimeBudget(None, plan).on_step_end(_Args(), state, control)
     assert not control.should_training_stop
+    # with a step floor, a spent budget stops training only once the floor is reached
+    floored = TimeBudget(time.time() - 1, {**plan, "min_steps": 30})
+    floored.on_train_begin(_Args(), state, control)
+    state.global_step = 29
+    floored.on_step_end(_Args(), state, control)
+    assert not control.should_training_stop and floored.reason is None
+    state.global_step = 30
+    floored.on_step_end(_Args(), state, control)
+    assert control.should_training_stop and "step 30 of 50" in floored.reason
 
 
 @pytest.mark.parametrize("seconds_per_step, grows", [(8.0, True), (40.0, False)])

@@ -211,12 +211,16 @@ def plan_steps(cfg: Config, trainer: CompletionLossTrainer, train_packs: list[di
     eval_s = 0.35 * step_s * len(val_packs) / max(1, cfg.train.batch_size) + 2.0
     per_step = step_s + (eval_s / cfg.train.eval_steps if val_packs else 0.0)
     usable = 0.95 * budget_s - (time.perf_counter() - started)
-    steps = max(1, min(epoch_steps, int(usable / per_step)))
+    fits = int(usable / per_step)
+    floor = min(epoch_steps, cfg.train.min_steps)
+    steps = max(1, floor, min(epoch_steps, fits))
+    passes = f"({'all ' if steps == epoch_steps else ''}{cfg.train.epochs * steps / epoch_steps:.2f} passes over the training set)"
     plan = {"steps": steps, "step_s": round(step_s, 2), "budget_s": round(budget_s, 1), "epoch_steps": epoch_steps,
-            "epochs": cfg.train.epochs, "eval_s_per_step": round(per_step - step_s, 3),
-            "why": (f"{steps * per_step / 60:.1f} of a {budget_s / 60:.1f}-minute budget at {step_s:.1f} s per step "
-                    f"({'all ' if steps == epoch_steps else ''}{cfg.train.epochs * steps / epoch_steps:.2f} passes "
-                    "over the training set)")}
+            "epochs": cfg.train.epochs, "eval_s_per_step": round(per_step - step_s, 3), "min_steps": floor,
+            "why": (f"{steps * per_step / 60:.1f} of a {budget_s / 60:.1f}-minute budget at {step_s:.1f} s per step {passes}"
+                    if steps > floor or fits >= floor else
+                    f"train.min_steps={cfg.train.min_steps}, {steps * per_step / 60:.1f} minutes at {step_s:.1f} s per step: "
+                    f"the {budget_s / 60:.1f}-minute budget fits only {max(fits, 0)} {passes}")}
     if trainer.accelerator.num_processes > 1:   # every process must run the same number of steps
         from accelerate.utils import broadcast_object_list
 
@@ -250,7 +254,8 @@ class TimeBudget(TrainerCallback):
     is planned again from the pace training actually ran at (validation passes and checkpoints
     included) and written back to `plan` (and plan.json, for --resume); the learning-rate decay follows
     it (CompletionLossTrainer.create_scheduler). Past the deadline, training stops after the step in
-    flight. Single-process only: processes that stopped at different steps would wait for each other."""
+    flight, but never before the plan's `min_steps`. Single-process only: processes that stopped at
+    different steps would wait for each other."""
 
     def __init__(self, deadline: float | None, plan: dict, plan_path: Path | None = None, every: int = 5):
         self.deadline = deadline
@@ -268,7 +273,8 @@ class TimeBudget(TrainerCallback):
         if not self.deadline or args.world_size != 1:
             return
         now = time.time()
-        if now > self.deadline:
+        floor = self.plan.get("min_steps", 0)
+        if now > self.deadline and state.global_step >= floor:
             self.reason = f"time budget reached at step {state.global_step} of {state.max_steps}"
             control.should_training_stop = True
             control.should_save = True
@@ -281,7 +287,7 @@ class TimeBudget(TrainerCallback):
         if not any("eval_loss" in entry for entry in state.log_history):
             pace += self.plan.get("eval_s_per_step", 0.0)
         fits = state.global_step + int((self.deadline - 0.05 * self.plan["budget_s"] - now) / pace)
-        steps = max(state.global_step + 1, min(self.plan["epoch_steps"], fits))
+        steps = max(state.global_step + 1, floor, min(self.plan["epoch_steps"], fits))
         if abs(steps - self.plan["steps"]) < max(2, 0.1 * self.plan["steps"]):
             return
         print(f"\ntrain: re-planned {self.plan['steps']} -> {steps} steps at the {pace:.1f} s per step seen so far",
