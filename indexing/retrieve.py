@@ -77,8 +77,8 @@ class Retriever:
         return self.search_many([query], top_k, mode, where)[0]
 
     def search_many(self, queries: list[str], top_k: int | None = None, mode: str | None = None,
-                    where: dict | None = None) -> list[list[Hit]]:
-        """The top_k hits for each query; the query embeddings are computed in one batch."""
+                    where: dict | None = None, vectors: np.ndarray | None = None) -> list[list[Hit]]:
+        """The top_k hits for each query; the query embeddings are computed in one batch (or passed in)."""
         from indexing.embed import embed_query_batch
 
         top_k = top_k or self.cfg.retrieve.top_k
@@ -91,7 +91,8 @@ class Retriever:
         depth = top_k if mode != "hybrid" else max(top_k * 5, 20)
         vector_lists = bm25_lists = [[] for _ in queries]
         if mode in ("vector", "hybrid"):
-            vectors = embed_query_batch(self.embedder, queries, bf16=self.cfg.index.embed_bf16)
+            if vectors is None:
+                vectors = embed_query_batch(self.embedder, queries, bf16=self.cfg.index.embed_bf16)
             vector_lists = [self._vector_ranked(v, depth, where) for v in vectors]
         if mode in ("bm25", "hybrid"):
             bm25_lists = self._bm25_ranked(queries, depth, where)
@@ -115,10 +116,10 @@ class Retriever:
         from indexing.embed import embed_query_batch
 
         sentences = self.cfg.retrieve.sentences if sentences is None else sentences
-        found = self.search_many(queries, top_k, mode)
         if not sentences or not queries:
-            return found
+            return self.search_many(queries, top_k, mode)
         vectors = embed_query_batch(self.embedder, queries, bf16=self.cfg.index.embed_bf16)
+        found = self.search_many(queries, top_k, mode, vectors=vectors)
         passages = []
         lexical, rank_penalty = self.cfg.retrieve.sentence_word_weight, self.cfg.retrieve.sentence_rank_penalty
         for query, hits, vector in zip(queries, found, vectors):
