@@ -25,6 +25,8 @@ def add_arguments(parser):
                              "the step count is set by timing the first steps. 0: the epochs decide.")
     parser.add_argument("--max-steps", dest="train.max_steps", type=int, metavar="N",
                         help="A fixed number of optimizer steps instead of the time budget.")
+    parser.add_argument("--min-steps", dest="train.min_steps", type=int, metavar="N",
+                        help="The fewest steps the time budget plans, even past it (default 30: shorter trainings are noisy; 0: the budget alone).")
     parser.add_argument("--generator", dest="synth.generator", choices=("extractive", "hf", "openai"),
                         help="Who writes the synthetic pairs (default: extractive, no LLM).")
 

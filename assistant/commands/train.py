@@ -24,6 +24,8 @@ def add_arguments(parser):
                         help="Training time budget: the first steps are timed and the step count set to fit (default 12; 0: no budget).")
     parser.add_argument("--max-steps", dest="train.max_steps", type=int,
                         help="A fixed number of optimizer steps instead of the time budget (0: the budget decides).")
+    parser.add_argument("--min-steps", dest="train.min_steps", type=int, metavar="N",
+                        help="The fewest steps a time budget plans, even past it (default 30: shorter trainings are noisy; 0: the budget alone).")
     parser.add_argument("--lora-r", dest="train.lora_r", type=int, help="LoRA rank.")
     parser.add_argument("--batch-size", dest="train.batch_size", type=int, help="Packed rows per optimizer step.")
     parser.add_argument("--max-seq-len", dest="train.max_seq_len", type=int, help="Tokens per packed row.")
