@@ -217,7 +217,8 @@ def build_pipeline_tab(assistant, header, header_text) -> None:
         folder = gr.Textbox(str(cfg.corpus), label="Documents folder on the server",
                             info=f"Uploaded documents are in {cfg.home / 'uploads'}", scale=4, elem_id="pipeline-folder")
         budget = gr.Number(cfg.train.budget_minutes, label="Time budget (minutes)", minimum=0, scale=1,
-                           info="Training's budget; evaluation's too", elem_id="pipeline-budget")
+                           info=f"Training's budget, yet at least train.min_steps ({cfg.train.min_steps}) steps; "
+                                "evaluation's budget too", elem_id="pipeline-budget")
     with gr.Row():
         buttons = {label: gr.Button(label, variant="primary", elem_id=f"pipeline-{verb}")
                    for label, (verb, _) in STAGES.items()}

@@ -26,6 +26,24 @@ def test_tiny_model_uses_the_project_chat_template(tiny_cfg):
     assert text.startswith("<bos><start_of_turn>user\n") and text.endswith("<start_of_turn>model\n")
 
 
+@pytest.mark.parametrize("rows", [1, 3])
+def test_the_output_layer_gets_the_last_position_in_row_major_strides(tiny_cfg, rows):
+    """The head of a frozen model (a merged adapter) folds its input into one matrix product only when the
+    strides are row-major to the letter; a one-question prefill's [1, 1, d] slice counts as contiguous to
+    torch with its prompt-length stride, and in bf16 took 0.78 s instead of 0.06 on the real model."""
+    import torch
+
+    model, _ = load_base_model(tiny_cfg)
+    model.requires_grad_(False)
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.inference_mode():
+        model(input_ids=torch.arange(5, 12).repeat(rows, 1), logits_to_keep=1)
+    hidden = seen[0]
+    assert hidden.shape == (rows, 1, model.config.hidden_size)
+    assert hidden.stride() == (hidden.shape[-1], hidden.shape[-1], 1)
+
+
 @pytest.mark.e2e
 def test_packaged_model_loads_and_generates():
     cfg = load_config()
