@@ -203,8 +203,15 @@ class Assistant:
         return self._refusal_setting(mode, "refusal_floor", "floor")
 
     def retrieval_gate(self, mode: str) -> float:
-        """hybrid refuses without generating when its best context sentence scores below this."""
+        """hybrid refuses without generating when its context's gate score is below this."""
         return self._refusal_setting(mode, "retrieval_gate", "retrieval_gate")
+
+    def retrieval_gate_words(self) -> float:
+        """The rare words' weight in the gate score: the one the gate was measured with (an older
+        calibration, without it, measured the cosine alone), or the configured one beside a number."""
+        if self.cfg.answer.retrieval_gate == "auto":
+            return calibrated(self.adapter, "gate_word_weight")
+        return self.cfg.answer.retrieval_gate_words
 
     def _refusal_setting(self, mode: str, setting: str, measured: str) -> float:
         # hybrid only: the tuned reader was taught to refuse from its context, and both were measured there
@@ -213,14 +220,18 @@ class Assistant:
         value = getattr(self.cfg.answer, setting)
         return calibrated(self.adapter, measured) if value == "auto" else float(value)
 
-    @staticmethod
-    def _gate_note(hits: list[Hit] | None, gate: float) -> str | None:
+    def _gate_note(self, question: str, hits: list[Hit] | None, gate: float, words: float) -> str | None:
         """Why hybrid refuses before generating (retrieval found nothing close enough), or None to go on."""
-        best = hits[0].score if hits else 0.0
-        if hits is None or gate <= 0 or best >= gate:
+        from indexing.retrieve import gate_score
+
+        if hits is None or gate <= 0:
             return None
-        return (f"Refused before generating: the closest passage found scores {best:.2f}, under this adapter's "
-                f"retrieval gate of {gate:.2f} (answer.retrieval_gate; 0 turns it off).")
+        score = gate_score(question, hits, self.retriever.idf, words)
+        if score >= gate:
+            return None
+        return (f"Refused before generating: what retrieval found matches the question at {score:.2f} (its closest "
+                f"sentence's similarity, plus its rare words found), under this adapter's retrieval gate of "
+                f"{gate:.2f} (answer.retrieval_gate; 0 turns it off).")
 
     def _retrieve(self, questions: list[str], mode: str) -> list[list[Hit] | None]:
         if not mode.retrieves:
@@ -248,7 +259,7 @@ class Assistant:
         except NoIndexError as err:
             yield Answer(str(err), mode, latency_s=time.perf_counter() - start)
             return
-        gated = self._gate_note(hits, self.retrieval_gate(mode))
+        gated = self._gate_note(question, hits, self.retrieval_gate(mode), self.retrieval_gate_words())
         if gated:
             yield Answer(REFUSAL, mode, hits or [], time.perf_counter() - start, 0, None,
                          " ".join(filter(None, [note, gated])))
@@ -297,9 +308,9 @@ class Assistant:
         except NoIndexError as err:
             return [a or Answer(str(err), mode) for a in answers]
         retrieve_share = (time.perf_counter() - start) / len(todo)
-        gate = self.retrieval_gate(mode)          # read once for the batch, not once per question
+        gate, words = self.retrieval_gate(mode), self.retrieval_gate_words()    # read once for the batch
         for j, i in enumerate(todo):
-            gated = self._gate_note(hits[j], gate)
+            gated = self._gate_note(cleaned[i][0], hits[j], gate, words)
             if gated:
                 answers[i] = Answer(REFUSAL, mode, hits[j] or [], retrieve_share, 0, None,
                                     " ".join(filter(None, [cleaned[i][1], gated])))

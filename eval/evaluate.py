@@ -94,6 +94,7 @@ def evaluate(cfg: Config, modes: Sequence[str] = tuple(Mode), questions_path: Pa
     settings = answer_settings(cfg, inputs["adapter"], inputs["index"])
     settings["refusal_floor"] = assistant.refusal_floor("hybrid") if "hybrid" in runnable else 0.0
     settings["retrieval_gate"] = assistant.retrieval_gate("hybrid") if "hybrid" in runnable else 0.0
+    settings["retrieval_gate_words"] = assistant.retrieval_gate_words() if settings["retrieval_gate"] else 0.0
     cache = cfg.evals_dir / ".answers.jsonl"
     common = dict(settings=settings, cache_path=cache, batch_size=cfg.eval.batch_size,
                   max_new_tokens=cfg.eval.max_new_tokens, progress=progress)
@@ -154,10 +155,11 @@ def estimate_seconds(cfg: Config) -> tuple[float, str] | None:
 
 
 def ensure_refusal_floor(cfg: Config, assistant, progress: bool) -> None:
-    """Measure the adapter's refusal floor on synthetic questions unless it was, for the newest dataset."""
+    """Measure the adapter's refusal floor and gate on synthetic questions unless they were, for the newest
+    dataset, the gate's share and its words' weight."""
     import json
 
-    from eval.refusal_calibration import CALIBRATION_FILE, calibrate
+    from eval.refusal_calibration import CALIBRATION_FILE, GATE_SHARE, calibrate
 
     path = Path(assistant.adapter) / CALIBRATION_FILE if assistant.has_adapter and assistant.adapter else None
     dataset = latest_artifact(cfg.datasets_dir) if cfg.datasets_dir.exists() else None
@@ -165,7 +167,9 @@ def ensure_refusal_floor(cfg: Config, assistant, progress: bool) -> None:
         return
     try:
         measured = json.loads(path.read_text(encoding="utf-8"))
-        if measured.get("dataset") == dataset.name and "retrieval_gate" in measured:
+        if (measured.get("dataset") == dataset.name and "retrieval_gate" in measured
+                and measured.get("gate_share") == GATE_SHARE
+                and measured.get("gate_word_weight", 0.0) == cfg.answer.retrieval_gate_words):
             return
     except (OSError, ValueError):
         pass

@@ -15,12 +15,22 @@ with one adapter and none with another), so it is measured for each adapter:
 The floor is the lowest that refuses at most `max_false_refusals` of the answerable prompts. It is written
 beside the adapter with what it refused on each side, and `answer.refusal_floor = auto` reads it.
 
-A second, cheaper signal sits before the model: a question whose best context sentence is far from it
-has no answer in the documents. The retrieval gate is the score under which `GATE_SHARE` of the validation
-split's questions fall (answerable by construction); `answer.retrieval_gate = auto` makes hybrid refuse
-below it without generating. The floor's 5% and the gate's 10% were chosen on the shipped held-out set's
-dev half (with the floor alone, unanswerable refused 3 of 11; with the gate at 5%, 10%, 15% of the
-validation questions: 3, 7, 7 of 11, answerable wrongly refused 5, 7, 13 of 66).
+A second, cheaper signal sits before the model: a question whose context is far from it, or lacks the
+rare words it names, has no answer in the documents (`indexing.retrieve.gate_score`). The retrieval gate
+is the score under which `GATE_SHARE` of the validation split's questions fall (answerable by
+construction); `answer.retrieval_gate = auto` makes hybrid refuse below it without generating. The
+floor's 5% was chosen on the shipped held-out set's dev half. So were the gate's 5% and its words' weight
+0.5 (`answer.retrieval_gate_words`), with the floor off; unanswerable refused / answerable wrongly
+refused, of 11 / 66:
+
+    weight \ share    5%       10%
+    0 (cosine)         0 / 2    3 / 5
+    0.2                4 / 2    5 / 6
+    0.5                5 / 3    5 / 9
+    1                  5 / 6    9 / 14
+
+The validation questions are extractive and share more words with their sentence than a person's
+question does, so a larger weight or share refuses more answerable held-out questions than it promises.
 """
 from __future__ import annotations
 
@@ -38,7 +48,7 @@ from eval.questions import QuestionsError
 from training.pairs import refusal_questions
 
 CALIBRATION_FILE = REFUSAL_FLOOR_FILE
-GATE_SHARE = 0.10
+GATE_SHARE = 0.05
 
 
 def refusal_probabilities(generator, conversations: list[list[dict]], batch_size: int = 8) -> list[float]:
@@ -89,9 +99,12 @@ def validation_questions(cfg: Config) -> list[str]:
                    if "point_id" in (pair.get("meta") or {}) and pair["messages"][-1]["content"] != REFUSAL})
 
 
-def retrieval_scores(assistant, questions: list[str]) -> list[float]:
-    """The best context sentence's score for each question, as the hybrid path retrieves it."""
-    return [hits[0].score if hits else 0.0 for hits in assistant.retriever.passages_many(questions)]
+def retrieval_scores(assistant, questions: list[str], word_weight: float) -> list[float]:
+    """The gate's score for each question's context, as the hybrid path retrieves it."""
+    from indexing.retrieve import gate_score
+
+    return [gate_score(question, hits, assistant.retriever.idf, word_weight)
+            for question, hits in zip(questions, assistant.retriever.passages_many(questions))]
 
 
 def calibration_prompts(cfg: Config, assistant, count: int, seed: int) -> tuple[list[list[dict]], list[list[dict]]]:
@@ -128,7 +141,8 @@ def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: i
     p_answerable = refusal_probabilities(assistant.generator, answerable)
     p_unanswerable = refusal_probabilities(assistant.generator, unanswerable)
     floor = choose_floor(p_answerable, max_false_refusals)
-    gate = choose_gate(retrieval_scores(assistant, validation_questions(cfg)), GATE_SHARE)
+    words = cfg.answer.retrieval_gate_words
+    gate = choose_gate(retrieval_scores(assistant, validation_questions(cfg), words), GATE_SHARE)
     off_topic = refusal_questions(assistant.retriever.chunks, count // 2, random.Random(cfg.seed + 1))
     result = {
         "floor": floor, "max_false_refusals": max_false_refusals,
@@ -136,8 +150,8 @@ def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: i
         "false_refusals": sum(p >= floor for p in p_answerable) / len(p_answerable),
         "refused_unanswerable": sum(p >= floor for p in p_unanswerable) / len(p_unanswerable),
         "greedy_refused_unanswerable": sum(p >= 0.5 for p in p_unanswerable) / len(p_unanswerable),
-        "retrieval_gate": gate, "gate_share": GATE_SHARE,
-        "gate_refused_off_topic": (sum(score < gate for score in retrieval_scores(assistant, off_topic))
+        "retrieval_gate": gate, "gate_word_weight": words, "gate_share": GATE_SHARE,
+        "gate_refused_off_topic": (sum(score < gate for score in retrieval_scores(assistant, off_topic, words))
                                    / max(1, len(off_topic))),
         "dataset": latest_artifact(cfg.datasets_dir).name,
     }

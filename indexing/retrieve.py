@@ -220,6 +220,20 @@ def word_overlap(weights: dict[str, float], present: set[str]) -> float:
     return sum(weight for word, weight in weights.items() if word in present) / total if total else 0.0
 
 
+def gate_score(question: str, hits: list[Hit] | None, idf: dict[str, float], word_weight: float) -> float:
+    """How closely the context answers to the question, for hybrid's retrieval gate: the first block's
+    best cosine, plus `word_weight` times the largest share of the question's rare-word weight that one
+    context line holds. MiniLM gives a question on a neighbouring subject ("the 401(k) match", "goodwill
+    impairment") a cosine as high as many that the documents answer; the words it names are what the
+    context lacks (shipped held-out dev half, answerable against unanswerable: AUC 0.79 on the cosine
+    alone, 0.87 with word_weight 0.5; handbook dev questions 0.67 and 0.88)."""
+    if not hits:
+        return 0.0
+    weights = question_weights(question, idf)
+    lines = [line for hit in hits for line in hit.chunk.text.split("\n")]
+    return hits[0].score + word_weight * max(word_overlap(weights, content_words(line)) for line in lines)
+
+
 def open_retriever(cfg: Config) -> Retriever:
     """A retriever over the index the config points at; IndexNotFound when there is none."""
     from indexing.store import load_chunks, open_collection

@@ -36,6 +36,7 @@ def _validation_set(cfg, answerable: int, unanswerable: int) -> None:
 
 def test_calibration_writes_a_floor_beside_the_adapter_that_auto_then_uses(new_workspace):
     from assistant.answer import Assistant
+    from eval.evaluate import ensure_refusal_floor
     from eval.refusal_calibration import (CALIBRATION_FILE, GATE_SHARE, calibrate, calibration_prompts,
                                           refusal_probabilities, retrieval_scores, validation_questions)
 
@@ -59,10 +60,19 @@ def test_calibration_writes_a_floor_beside_the_adapter_that_auto_then_uses(new_w
     assert assistant.with_config(cfg.model_copy(update={"answer": cfg.answer.model_copy(
         update={"refusal_floor": 0.3})})).refusal_floor("hybrid") == 0.3
     # the retrieval gate refuses at most its share of the validation questions, which all have an answer
-    scores = retrieval_scores(assistant, validation_questions(cfg))
+    # (scored with the rare words' weight it was measured with, which auto then answers with)
+    assert result["gate_word_weight"] == cfg.answer.retrieval_gate_words == assistant.retrieval_gate_words() > 0
+    scores = retrieval_scores(assistant, validation_questions(cfg), result["gate_word_weight"])
     assert len(scores) == 40 and 0 < result["retrieval_gate"] <= max(scores)
     assert sum(score < result["retrieval_gate"] for score in scores) <= GATE_SHARE * len(scores)
     assert assistant.retrieval_gate("hybrid") == result["retrieval_gate"] and assistant.retrieval_gate("rag") == 0.0
+    # a calibration from before the words counted measured the cosine alone, and is answered with it
+    older = {k: v for k, v in result.items() if k != "gate_word_weight"}
+    (assistant.adapter / CALIBRATION_FILE).write_text(json.dumps(older))
+    assert assistant.retrieval_gate_words() == 0.0 and assistant.retrieval_gate("hybrid") == result["retrieval_gate"]
+    # ... and `assistant eval` measures it again, for the configured weight
+    ensure_refusal_floor(cfg, assistant, progress=False)
+    assert json.loads((assistant.adapter / CALIBRATION_FILE).read_text())["gate_word_weight"] == cfg.answer.retrieval_gate_words
     (assistant.adapter / CALIBRATION_FILE).write_text("{not json")
     assert assistant.refusal_floor("hybrid") == 0.0 and assistant.retrieval_gate("hybrid") == 0.0
 
@@ -83,7 +93,7 @@ def test_below_the_gate_hybrid_refuses_without_generating_and_shows_what_it_foun
     question = "How much does a household membership cost per year?"
     gated = Assistant(cfg.model_copy(update={"answer": cfg.answer.model_copy(update={"retrieval_gate": 2.0})}))
     answer = gated.answer(question, "hybrid")
-    assert answer.text == REFUSAL and answer.tokens == 0 and answer.hits          # cosine is never 2
+    assert answer.text == REFUSAL and answer.tokens == 0 and answer.hits          # cosine + 0.5 x words < 2
     assert "retrieval gate of 2.00" in answer.note                                 # the user is told why
     batch = gated.answer_batch([question, "Who collects the fees?"], "hybrid")
     assert [a.text for a in batch] == [REFUSAL, REFUSAL] and all(a.tokens == 0 for a in batch)

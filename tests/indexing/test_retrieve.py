@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from indexing.retrieve import content_words, open_retriever, question_weights, word_idf, word_overlap
+from indexing.retrieve import content_words, gate_score, open_retriever, question_weights, word_idf, word_overlap
 from indexing.store import IndexNotFound
 
 
@@ -99,6 +99,22 @@ def test_a_sentence_holding_the_questions_rare_words_matches_it_more_than_one_ho
     assert word_overlap(weights, content_words("Nothing in common here.")) == 0.0
     assert word_overlap(weights, content_words("The truing stand needs a deposit.")) == 1.0
     assert word_overlap(question_weights("What is it?", idf), content_words("anything")) == 0.0      # only stop words asked
+
+
+def test_the_gate_score_adds_the_share_of_the_questions_rare_words_that_one_context_line_holds():
+    from assistant.core.records import Chunk, Hit
+
+    idf = word_idf(["the deposit is $40", "the deposit is waived", "a truing stand needs a deposit"])
+    question = "What deposit does a truing stand need?"
+    lacking = [Hit(Chunk("a", "d", "The deposit is $40.\nThe deposit is waived.", "Fees", "", "f.md"), 0.6)]
+    holding = [Hit(Chunk("b", "d", "The deposit is $40.\nA truing stand needs a deposit.", "Fees", "", "f.md"), 0.6)]
+    # the same cosine; the context that names the truing stand in one line matches the question more
+    assert gate_score(question, holding, idf, 0.5) == pytest.approx(0.6 + 0.5 * 1.0)
+    assert 0.6 < gate_score(question, lacking, idf, 0.5) < gate_score(question, holding, idf, 0.5)
+    # the words of two lines do not add up: "truing" and "need" sit in neither line of `lacking`
+    assert gate_score(question, lacking, idf, 0.5) == pytest.approx(0.6 + 0.5 * word_overlap(
+        question_weights(question, idf), content_words("The deposit is $40.")))
+    assert gate_score(question, holding, idf, 0.0) == 0.6 and gate_score(question, [], idf, 0.5) == 0.0
 
 
 @pytest.mark.parametrize("question", ["How long may a member use a repair stand at busy sessions?",
