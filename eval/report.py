@@ -172,14 +172,17 @@ def report_blocks(summary: dict) -> list[Block]:
 def _breakdown_blocks(found: dict | None, modes: Sequence[str]) -> list[Block]:
     if not found:
         return []
+    shown = {name: sub for name, sub in found["subsets"].items() if sub["n"]}
+    # an empty row would read "missing" in every cell; say what it means instead
+    empty = "".join(f" No answerable question has {name} (n = 0)." for name in found["subsets"] if name not in shown)
     blocks: list[Block] = [
         ("h2", "Breakdowns (held-out questions)"),
         ("p", "Dev and test halves are fixed by a hash of the question id: choices are made on the dev half, the "
               "test half is the number to quote. Seen documents reached the tuned model's training set. "
-              "Cells are key-fact accuracy."),
+              "Cells are key-fact accuracy." + empty),
         ("table", ["subset", "n", *modes],
          [[name, str(sub["n"]), *(estimate_cell(sub["paths"].get(m, {}).get("key_fact_accuracy")) for m in modes)]
-          for name, sub in found["subsets"].items()])]
+          for name, sub in shown.items()])]
     if found.get("retrieval"):
         blocks += [("p", "Retrieval is the ceiling of the paths that read context: key facts in the context they "
                          "were shown, stated in their answers, and stated when in context."),

@@ -85,3 +85,16 @@ def test_json_shape_and_compare(tmp_path):
     diff = compare_runs(summary, summary)
     assert diff["hybrid"]["domain_score"]["change"] == 0
     assert diff["base"]["semantic_similarity"]["change"] is None
+
+
+def test_an_empty_breakdown_row_is_named_in_words_not_shown_as_missing_cells():
+    from eval.report import _breakdown_blocks
+
+    cell = {"key_fact_accuracy": {"mean": 0.5, "ci": [0.4, 0.6]}}
+    found = {"subsets": {"dev half": {"n": 3, "paths": {"rag": cell}},
+                         "seen documents": {"n": 3, "paths": {"rag": cell}},
+                         "unseen documents": {"n": 0, "paths": {"rag": {}}}}, "refusal": {}}
+    blocks = _breakdown_blocks(found, ["rag"])
+    table = next(block for block in blocks if block[0] == "table")
+    assert [row[0] for row in table[2]] == ["dev half", "seen documents"]
+    assert "No answerable question has unseen documents (n = 0)." in blocks[1][1]
