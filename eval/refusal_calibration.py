@@ -23,11 +23,11 @@ floor's 5% was chosen on the shipped held-out set's dev half. So were the gate's
 0.5 (`answer.retrieval_gate_words`), with the floor off; unanswerable refused / answerable wrongly
 refused, of 11 / 66:
 
-    weight \ share    5%       10%
-    0 (cosine)         0 / 2    3 / 5
-    0.2                4 / 2    5 / 6
-    0.5                5 / 3    5 / 9
-    1                  5 / 6    9 / 14
+    weight        share 5%   share 10%
+    0 (cosine)    0 / 2      3 / 5
+    0.2           4 / 2      5 / 6
+    0.5           5 / 3      5 / 9
+    1             5 / 6      9 / 14
 
 The validation questions are extractive and share more words with their sentence than a person's
 question does, so a larger weight or share refuses more answerable held-out questions than it promises.
