@@ -141,7 +141,7 @@ class Retriever:
                 # best sentence first: a small reader that copies the first line of a block then copies the best one
                 picked = [(cosine, text) for _, rr, cosine, text in best if rr == rank]
                 text = "\n".join(t for _, t in picked)
-                # the score stays the embedding cosine: the retrieval gate's threshold is one
+                # the score stays the embedding cosine, which the retrieval gate (gate_score) builds on
                 blocks.append(Hit(replace(hits[rank].chunk, text=text), picked[0][0]))
             passages.append(blocks)
         return passages
