@@ -49,6 +49,7 @@ from training.pairs import refusal_questions
 
 CALIBRATION_FILE = REFUSAL_FLOOR_FILE
 GATE_SHARE = 0.05
+MIN_FLOOR_PROMPTS = 20
 
 
 def refusal_probabilities(generator, conversations: list[list[dict]], batch_size: int = 8) -> list[float]:
@@ -133,24 +134,34 @@ def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: i
     if not assistant.has_adapter or not hasattr(assistant.generator, "tokenizer"):     # a remote model: no logits
         return None
     answerable, unanswerable = calibration_prompts(cfg, assistant, count, cfg.seed)
-    if len(answerable) < 20 or not unanswerable:
+    questions = validation_questions(cfg)
+    if not questions and not answerable:
         return None
-    if progress:
-        print(f"refusal floor: {len(answerable)} answerable and {len(unanswerable)} unanswerable synthetic prompts",
-              file=sys.stderr)
-    p_answerable = refusal_probabilities(assistant.generator, answerable)
-    p_unanswerable = refusal_probabilities(assistant.generator, unanswerable)
-    floor = choose_floor(p_answerable, max_false_refusals)
+    # The floor needs 20 answerable prompts to place its cut; the gate needs only the validation questions.
+    # A small corpus (the handbook's validation split held 21 answerable RAFT prompts, or fewer) still gets its gate.
+    floor, p_answerable, p_unanswerable = None, [], []
+    if len(answerable) >= MIN_FLOOR_PROMPTS and unanswerable:
+        if progress:
+            print(f"refusal floor: {len(answerable)} answerable and {len(unanswerable)} unanswerable synthetic "
+                  "prompts", file=sys.stderr)
+        p_answerable = refusal_probabilities(assistant.generator, answerable)
+        p_unanswerable = refusal_probabilities(assistant.generator, unanswerable)
+        floor = choose_floor(p_answerable, max_false_refusals)
     words = cfg.answer.retrieval_gate_words
-    gate = choose_gate(retrieval_scores(assistant, validation_questions(cfg), words), GATE_SHARE)
+    gate = choose_gate(retrieval_scores(assistant, questions, words), GATE_SHARE)
     off_topic = refusal_questions(assistant.retriever.chunks, count // 2, random.Random(cfg.seed + 1))
+
+    def share(values: list[float], test) -> float | None:
+        return sum(map(test, values)) / len(values) if values and floor is not None else None
+
     result = {
         "floor": floor, "max_false_refusals": max_false_refusals,
         "answerable": len(p_answerable), "unanswerable": len(p_unanswerable),
-        "false_refusals": sum(p >= floor for p in p_answerable) / len(p_answerable),
-        "refused_unanswerable": sum(p >= floor for p in p_unanswerable) / len(p_unanswerable),
-        "greedy_refused_unanswerable": sum(p >= 0.5 for p in p_unanswerable) / len(p_unanswerable),
+        "false_refusals": share(p_answerable, lambda p: p >= floor),
+        "refused_unanswerable": share(p_unanswerable, lambda p: p >= floor),
+        "greedy_refused_unanswerable": share(p_unanswerable, lambda p: p >= 0.5),
         "retrieval_gate": gate, "gate_word_weight": words, "gate_share": GATE_SHARE,
+        "gate_questions": len(questions),
         "gate_refused_off_topic": (sum(score < gate for score in retrieval_scores(assistant, off_topic, words))
                                    / max(1, len(off_topic))),
         "dataset": latest_artifact(cfg.datasets_dir).name,
@@ -158,10 +169,11 @@ def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: i
     target = Path(assistant.adapter) / CALIBRATION_FILE
     target.write_text(json.dumps(result, indent=2), encoding="utf-8")
     if progress:
-        print(f"refusal floor {floor:.3f}: refuses {result['refused_unanswerable']:.0%} of unanswerable and "
-              f"{result['false_refusals']:.0%} of answerable synthetic prompts; retrieval gate {gate:.3f}: refuses "
-              f"{result['gate_refused_off_topic']:.0%} of off-topic questions and {GATE_SHARE:.0%} of validation "
-              f"ones -> {target}", file=sys.stderr)
+        said = (f"refusal floor {floor:.3f}: refuses {result['refused_unanswerable']:.0%} of unanswerable and "
+                f"{result['false_refusals']:.0%} of answerable synthetic prompts" if floor is not None else
+                f"no refusal floor: {len(answerable)} answerable validation prompts, fewer than {MIN_FLOOR_PROMPTS}")
+        print(f"{said}; retrieval gate {gate:.3f}: refuses {result['gate_refused_off_topic']:.0%} of off-topic "
+              f"questions and {GATE_SHARE:.0%} of {len(questions)} validation ones -> {target}", file=sys.stderr)
     return result
 
 

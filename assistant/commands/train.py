@@ -58,9 +58,10 @@ def run(args, cfg):
         floor = calibrate(cfg, Assistant(cfg, Path(report.adapter)), progress=True)
         if floor:
             result["refusal_floor"] = floor
-            lines.append(f"refusals    hybrid floor {floor['floor']:.3f}: refuses {floor['refused_unanswerable']:.0%} of "
-                         f"synthetic unanswerable prompts, {floor['false_refusals']:.0%} of answerable ones; retrieval "
-                         f"gate {floor['retrieval_gate']:.3f}: refuses {floor['gate_refused_off_topic']:.0%} of "
-                         f"off-topic questions")
+            said = (f"hybrid floor {floor['floor']:.3f}: refuses {floor['refused_unanswerable']:.0%} of synthetic "
+                    f"unanswerable prompts, {floor['false_refusals']:.0%} of answerable ones" if floor["floor"] is not None
+                    else "no hybrid floor (too few answerable validation prompts)")
+            lines.append(f"refusals    {said}; retrieval gate {floor['retrieval_gate']:.3f}: refuses "
+                         f"{floor['gate_refused_off_topic']:.0%} of off-topic questions")
     emit(args, result, "\n".join(lines))
     return 0

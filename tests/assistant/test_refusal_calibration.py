@@ -77,6 +77,25 @@ def test_calibration_writes_a_floor_beside_the_adapter_that_auto_then_uses(new_w
     assert assistant.refusal_floor("hybrid") == 0.0 and assistant.retrieval_gate("hybrid") == 0.0
 
 
+def test_a_validation_split_too_small_for_a_floor_still_gets_its_retrieval_gate(new_workspace):
+    """The handbook's split once held fewer than 20 answerable RAFT prompts: the calibration then wrote
+    nothing, and hybrid answered with no gate at all (0 of 8 unanswerable questions refused)."""
+    from assistant.answer import Assistant
+    from eval.refusal_calibration import CALIBRATION_FILE, MIN_FLOOR_PROMPTS, calibrate
+
+    cfg = new_workspace()
+    cfg.answer.refusal_floor = "auto"
+    _validation_set(cfg, answerable=MIN_FLOOR_PROMPTS - 1, unanswerable=4)
+    assistant = Assistant(cfg)
+
+    result = calibrate(cfg, assistant, count=40, progress=False)
+    assert json.loads((assistant.adapter / CALIBRATION_FILE).read_text()) == result
+    assert result["floor"] is None and result["false_refusals"] is None and result["answerable"] == 0
+    assert result["gate_questions"] == MIN_FLOOR_PROMPTS - 1 and result["retrieval_gate"] > 0
+    assert assistant.refusal_floor("hybrid") == 0.0                      # no floor: greedy
+    assert assistant.retrieval_gate("hybrid") == result["retrieval_gate"]
+
+
 def test_the_gate_refuses_at_most_its_share():
     from eval.refusal_calibration import choose_gate
 
