@@ -29,7 +29,7 @@ def add_arguments(parser):
                              "in the app. Default: the corpus's eval/heldout.jsonl, else a generated set.")
     parser.add_argument("--limit", dest="eval.limit", type=int, help="Score only the first N questions.")
     parser.add_argument("--max-new-tokens", dest="eval.max_new_tokens", type=int, metavar="N",
-                        help="Tokens each scored answer may have (default 96, as in the app; a tuned hybrid answer quotes three lines).")
+                        help="Tokens each scored answer may have (default 128, as in the app; a tuned hybrid answer quotes four lines).")
     parser.add_argument("--judge-url", dest="eval.judge_url",
                         help="OpenAI-compatible endpoint for the LLM-judged RAGAS metrics.")
     parser.add_argument("--judge-model", dest="eval.judge_model", help="Judge model name at that endpoint.")
