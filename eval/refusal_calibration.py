@@ -151,8 +151,8 @@ def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: i
     gate = choose_gate(retrieval_scores(assistant, questions, words), GATE_SHARE)
     off_topic = refusal_questions(assistant.retriever.chunks, count // 2, random.Random(cfg.seed + 1))
 
-    def share(values: list[float], test) -> float | None:
-        return sum(map(test, values)) / len(values) if values and floor is not None else None
+    def share(values: list[float], test) -> float | None:     # None where no floor was measured
+        return sum(map(test, values)) / len(values) if values else None
 
     result = {
         "floor": floor, "max_false_refusals": max_false_refusals,
