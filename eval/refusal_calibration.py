@@ -156,7 +156,7 @@ def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: i
 
     result = {
         "floor": floor, "max_false_refusals": max_false_refusals,
-        "answerable": len(p_answerable), "unanswerable": len(p_unanswerable),
+        "answerable": len(answerable), "unanswerable": len(unanswerable),     # synthetic prompts found
         "false_refusals": share(p_answerable, lambda p: p >= floor),
         "refused_unanswerable": share(p_unanswerable, lambda p: p >= floor),
         "greedy_refused_unanswerable": share(p_unanswerable, lambda p: p >= 0.5),
@@ -169,12 +169,18 @@ def calibrate(cfg: Config, assistant, max_false_refusals: float = 0.05, count: i
     target = Path(assistant.adapter) / CALIBRATION_FILE
     target.write_text(json.dumps(result, indent=2), encoding="utf-8")
     if progress:
-        said = (f"refusal floor {floor:.3f}: refuses {result['refused_unanswerable']:.0%} of unanswerable and "
-                f"{result['false_refusals']:.0%} of answerable synthetic prompts" if floor is not None else
-                f"no refusal floor: {len(answerable)} answerable validation prompts, fewer than {MIN_FLOOR_PROMPTS}")
-        print(f"{said}; retrieval gate {gate:.3f}: refuses {result['gate_refused_off_topic']:.0%} of off-topic "
-              f"questions and {GATE_SHARE:.0%} of {len(questions)} validation ones -> {target}", file=sys.stderr)
+        print(f"{describe(result)} -> {target}", file=sys.stderr)
     return result
+
+
+def describe(result: dict) -> str:
+    """The calibration in one line, for the progress output and `assistant train`'s summary."""
+    floor = result["floor"]
+    said = (f"refusal floor {floor:.3f}: refuses {result['refused_unanswerable']:.0%} of unanswerable and "
+            f"{result['false_refusals']:.0%} of answerable synthetic prompts" if floor is not None else
+            f"no refusal floor: {result['answerable']} answerable validation prompts, fewer than {MIN_FLOOR_PROMPTS}")
+    return (f"{said}; retrieval gate {result['retrieval_gate']:.3f}: refuses {result['gate_refused_off_topic']:.0%} "
+            f"of off-topic questions and {result['gate_share']:.0%} of {result['gate_questions']} validation ones")
 
 
 if __name__ == "__main__":

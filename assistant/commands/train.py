@@ -53,15 +53,11 @@ def run(args, cfg):
     if "auto" in (cfg.answer.refusal_floor, cfg.answer.retrieval_gate) and cfg.answer.backend == "hf":
         # measured now so that `assistant chat` refuses as the evaluation will (eval.refusal_calibration)
         from assistant.answer import Assistant
-        from eval.refusal_calibration import calibrate
+        from eval.refusal_calibration import calibrate, describe
 
         floor = calibrate(cfg, Assistant(cfg, Path(report.adapter)), progress=True)
         if floor:
             result["refusal_floor"] = floor
-            said = (f"hybrid floor {floor['floor']:.3f}: refuses {floor['refused_unanswerable']:.0%} of synthetic "
-                    f"unanswerable prompts, {floor['false_refusals']:.0%} of answerable ones" if floor["floor"] is not None
-                    else "no hybrid floor (too few answerable validation prompts)")
-            lines.append(f"refusals    {said}; retrieval gate {floor['retrieval_gate']:.3f}: refuses "
-                         f"{floor['gate_refused_off_topic']:.0%} of off-topic questions")
+            lines.append(f"refusals    {describe(floor)}")
     emit(args, result, "\n".join(lines))
     return 0

@@ -81,7 +81,7 @@ def test_a_validation_split_too_small_for_a_floor_still_gets_its_retrieval_gate(
     """The handbook's split once held fewer than 20 answerable RAFT prompts: the calibration then wrote
     nothing, and hybrid answered with no gate at all (0 of 8 unanswerable questions refused)."""
     from assistant.answer import Assistant
-    from eval.refusal_calibration import CALIBRATION_FILE, MIN_FLOOR_PROMPTS, calibrate
+    from eval.refusal_calibration import CALIBRATION_FILE, MIN_FLOOR_PROMPTS, calibrate, describe
 
     cfg = new_workspace()
     cfg.answer.refusal_floor = "auto"
@@ -90,8 +90,10 @@ def test_a_validation_split_too_small_for_a_floor_still_gets_its_retrieval_gate(
 
     result = calibrate(cfg, assistant, count=40, progress=False)
     assert json.loads((assistant.adapter / CALIBRATION_FILE).read_text()) == result
-    assert result["floor"] is None and result["false_refusals"] is None and result["answerable"] == 0
+    assert result["floor"] is None and result["false_refusals"] is None and result["answerable"] == 19
     assert result["gate_questions"] == MIN_FLOOR_PROMPTS - 1 and result["retrieval_gate"] > 0
+    assert describe(result).startswith("no refusal floor: 19 answerable validation prompts, fewer than 20; "
+                                       f"retrieval gate {result['retrieval_gate']:.3f}")
     assert assistant.refusal_floor("hybrid") == 0.0                      # no floor: greedy
     assert assistant.retrieval_gate("hybrid") == result["retrieval_gate"]
 
