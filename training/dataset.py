@@ -17,6 +17,7 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -77,7 +78,8 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
         "synth_config": sha256_json(cfg.synth.model_dump(mode="json")),
         "retrieve_config": sha256_json(cfg.retrieve.model_dump(mode="json")),
         "prompts": sha256_json(prompt_versions()),
-        "models": sha256_json([cfg.embed_model, cfg.base_model if cfg.synth.generator == "hf" else None]),
+        # the base model's tokenizer measures the RAFT answers against the answer length (answer.max_new_tokens)
+        "models": sha256_json([cfg.embed_model, cfg.base_model, cfg.answer.max_new_tokens]),
         "seed": str(cfg.seed),
         **({"feedback": sha256_json(corrected)} if corrected else {}),
     }
@@ -130,6 +132,20 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
                                      "held_out_questions": len(held_out)})
     write_dataset(folder, train, validation, report, manifest)
     return report
+
+
+def answer_fits(cfg: Config) -> Callable[[str], bool]:
+    """Whether an answer fits the tokens the app generates (`answer.max_new_tokens`, the end-of-turn token
+    included), counted by the base model's tokenizer."""
+    from assistant.core.models import MissingModelError, load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer(cfg)
+    except MissingModelError as err:      # a dataset made for a hosted fine-tune needs no local model
+        print(f"RAFT answers are not fitted to answer.max_new_tokens: {err}", file=sys.stderr)
+        return lambda answer: True
+    limit = cfg.answer.max_new_tokens - 1
+    return lambda answer: len(tokenizer(answer, add_special_tokens=False)["input_ids"]) <= limit
 
 
 def exposures_per_point(records: list[dict]) -> dict[str, int]:
@@ -199,11 +215,13 @@ def build_pairs(cfg: Config, chunks: list[Chunk], points: dict[str, list[Content
              for c in chunks for p in points[c.id] for n, q in enumerate(p.questions)]
     asked = [(q, p, n, rng) for q, p, n, rng in asked if rng.random() < cfg.synth.raft_fraction]
     retrieved = _search(retriever, [q for q, _, _, _ in asked], "raft contexts", progress)
+    fits = answer_fits(cfg) if asked else None
     for (question, point, number, rng), passages in zip(asked, retrieved):
         pair = raft_pair(question, point.answer, point.text, by_id[point.chunk_ids[0]], passages,
                          with_oracle=rng.random() < cfg.synth.raft_oracle_fraction, rng=rng,
                          generator=generator.name, prompt_version=generator.version,
-                         follow_ups=cfg.synth.raft_follow_ups, extra={"point_id": point.id, "round": number})
+                         follow_ups=cfg.synth.raft_follow_ups, fits=fits,
+                         extra={"point_id": point.id, "round": number})
         records.extend([pair] if pair else [])
 
     # Refusals: alone, and again with whatever retrieval finds for them (RAFT negatives).

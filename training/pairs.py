@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from assistant.core.figures import stated_figures
@@ -24,7 +24,7 @@ from assistant.core.records import Chunk, Hit
 from training.content_points import ContentPoint
 
 REFUSAL_VERSION = "refusal-templates-v2"
-PAIRS_VERSION = "raft-follow-up-v6"     # the layout of the pairs themselves; a change rebuilds the dataset
+PAIRS_VERSION = "raft-fitted-v7"        # the layout of the pairs themselves; a change rebuilds the dataset
 LAST_ROUND = 99                          # `meta.round` of pairs trained after every phrasing round
 
 
@@ -63,14 +63,16 @@ def points_to_output_pair(chunk: Chunk, points: Sequence[ContentPoint], doc_type
 
 def raft_pair(question: str, answer: str, point_text: str, oracle: Chunk, passages: Sequence[Hit], *,
               with_oracle: bool, rng: random.Random, generator: str, prompt_version: str,
-              follow_ups: int = 0, extra: dict | None = None) -> dict | None:
+              follow_ups: int = 0, fits: Callable[[str], bool] = lambda answer: True,
+              extra: dict | None = None) -> dict | None:
     """The question with the context laid out as at answer time: the sentences retrieval picks for it
     (`Retriever.passages_many`), in numbered blocks.
 
     With the oracle: the point's sentence is in the context (put into a random block when retrieval
     missed it, so the gold is not always first), and the answer cites its block, then quotes it. Without:
     the sentence, and any other that states all of the answer's figures, is taken out, and the answer is
-    the refusal sentence.
+    the refusal sentence. The follow-up lines stop before one that would make the answer too long to `fit`
+    the answer length the app generates.
     """
     figures = stated_figures(answer)
 
@@ -98,10 +100,14 @@ def raft_pair(question: str, answer: str, point_text: str, oracle: Chunk, passag
     # at answer time: a reader that only quotes one line states what that line holds and no more, and held-out
     # answers need a second sentence (multi-hop, procedures) about as often as retrieval ranks it second.
     others = [(n, unit) for n, (_, units) in enumerate(blocks) for unit in units if unit != point_text]
+    # An answer longer than the app generates is cut mid-sentence at answer time (37% of them were, with four
+    # lines of the shipped corpus against 128 tokens): the reader learns to stop after the last line that fits.
     last_block = position
     for block, unit in others[:follow_ups]:
-        cited += f" {unit}" if block == last_block else f" [{block + 1}] {unit}"
-        last_block = block
+        longer = cited + (f" {unit}" if block == last_block else f" [{block + 1}] {unit}")
+        if not fits(longer):
+            break
+        cited, last_block = longer, block
     return pair_record(question, cited, hits, pair_type="raft", chunk_ids=[oracle.id, *(h.chunk.id for h in hits)],
                        doc_id=oracle.doc_id, generator=generator, prompt_version=prompt_version, extra=extra)
 

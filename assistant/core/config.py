@@ -100,7 +100,7 @@ class AnswerConfig(Section):
     backend_model: str | None = Field(None, description="Model name for the base paths on that server.")
     backend_adapter_model: str | None = Field(None, description="Model name for the tuned paths on that server (vLLM's LoRA module name).")
     adapter: Path | None = Field(None, description="LoRA adapter folder for the tuned paths; default: the newest under the workspace.")
-    max_new_tokens: int = Field(128, ge=1, le=4096, description="Answer length limit in tokens: a tuned hybrid answer quotes four lines of its context (synth.raft_follow_ups), ~75 words.")
+    max_new_tokens: int = Field(128, ge=1, le=4096, description="Answer length limit in tokens: a tuned hybrid answer quotes four lines of its context (synth.raft_follow_ups), ~75 words. The RAFT answers of the dataset are fitted to it (their follow-up lines stop before one that would run past it), so a change rebuilds the dataset: trained on answers 37% of which ran past 128 tokens, hybrid cut 39 of 117 shipped held-out answers mid-sentence; fitted, 12, with the same key facts (62.5 against 63.4), and on the handbook 5 of 48 instead of 11 (hybrid 71.2 against 68.1).")
     history_turns: int = Field(4, ge=0, description="Earlier turns kept in the prompt.")
     max_batch_rows: int = Field(32, ge=1, le=512, description="Requests the local model decodes at once, per model (base, tuned); later ones wait for a free row. The serving bench measured batch 16 at 3x the tokens/s of batch 1 on 2 cores; beyond ~32 rows a CPU decode step grows about linearly with the rows, so admitting more only delays everyone. On a GPU, raise it.")
     max_question_chars: int = Field(4000, ge=100, description="Longer messages are truncated, with a visible note.")

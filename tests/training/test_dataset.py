@@ -65,6 +65,37 @@ def test_build_dataset_writes_every_type_split_by_phrasing_and_both_exports(tiny
     assert again.up_to_date and again.to_dict() == report.to_dict()
 
 
+def test_raft_answers_fit_the_answer_length_the_app_generates(tiny_cfg):
+    """Counted by the base model's own tokenizer: an answer longer than answer.max_new_tokens would be cut
+    mid-sentence at answer time, so training quotes only the follow-up lines that fit (the answering line
+    always: it is what the question asks for)."""
+    from assistant.core.models import load_tokenizer
+    from assistant.core.prompts import REFUSAL
+    from indexing.store import build_index
+    from training.dataset import build_dataset
+
+    tiny_cfg.synth.raft_fraction = 1.0
+    build_index(tiny_cfg, progress=False)
+    tokenizer = load_tokenizer(tiny_cfg)
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def raft_answers(follow_ups: int, max_new_tokens: int) -> dict[tuple, str]:
+        tiny_cfg.synth.raft_follow_ups, tiny_cfg.answer.max_new_tokens = follow_ups, max_new_tokens
+        folder = build_dataset(tiny_cfg, progress=False).dataset
+        records = [json.loads(line) for name in ("train.jsonl", "validation.jsonl")
+                   for line in (folder / name).read_text().splitlines()]
+        return {(r["meta"]["question"], r["meta"]["point_id"]): r["messages"][-1]["content"] for r in records
+                if r["meta"]["type"] == "raft" and r["messages"][-1]["content"] != REFUSAL}
+
+    answering_line, tight = raft_answers(0, 4096), raft_answers(5, 48)
+    assert all(count(answer) <= 47 or answer in answering_line.values() for answer in tight.values())
+    # the same questions (the gates may keep a few more or fewer of them): the quote only stops early
+    both = set(tight) & set(answering_line)
+    assert len(both) > len(tight) / 2
+    assert all(tight[key].startswith(answering_line[key]) for key in both)
+    assert any(tight[key] != answering_line[key] for key in both)    # and lines that fit are still quoted
+
+
 def _synth_command(workspace: Path, model: Path) -> tuple[list[str], dict]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ASSISTANT_QUESTIONS": str(TINY_QUESTIONS),
            "ASSISTANT_MODEL_CACHE": str((REPO / "workspace" / "models").resolve()),

@@ -109,6 +109,20 @@ def test_raft_follow_up_quotes_the_first_other_line_and_stays_grounded():
     assert two["messages"][-1]["content"] == f"[1] {STUTTGART} Book hotels through Halvard Online. [2] {receipts}"
 
 
+def test_raft_follow_ups_stop_before_a_line_the_answer_length_cannot_hold():
+    receipts = "Submit your expense report within 30 days after the trip ends."
+    retrieved = [passage(HOTELS, STUTTGART, "Book hotels through Halvard Online."), passage(RECEIPTS, receipts)]
+    words = lambda limit: (lambda answer: len(answer.split()) <= limit)
+    quote = lambda fits: raft_pair("Hotel cap in Stuttgart?", STUTTGART, STUTTGART, HOTELS, retrieved, with_oracle=True,
+                                   rng=random.Random(0), generator="extractive", prompt_version="v1", follow_ups=2,
+                                   fits=fits)["messages"][-1]["content"]
+    assert quote(words(100)) == f"[1] {STUTTGART} Book hotels through Halvard Online. [2] {receipts}"
+    # room for the first follow-up (18 words), not the second (30): the quote ends after the first
+    assert quote(words(20)) == f"[1] {STUTTGART} Book hotels through Halvard Online."
+    # the answering line is always quoted, whatever its length: it is what the question asks for
+    assert quote(words(3)) == f"[1] {STUTTGART}"
+
+
 def test_raft_puts_a_missed_sentence_into_the_context_at_varying_places():
     retrieved = [passage(RECEIPTS, "Submit your expense report within 30 days after the trip ends."),
                  passage(MILEAGE, "Private cars are reimbursed at $0.67 per mile, up to 400 miles per trip.")]
