@@ -71,8 +71,8 @@ def raft_pair(question: str, answer: str, point_text: str, oracle: Chunk, passag
     With the oracle: the point's sentence is in the context (put into a random block when retrieval
     missed it, so the gold is not always first), and the answer cites its block, then quotes it. Without:
     the sentence, and any other that states all of the answer's figures, is taken out, and the answer is
-    the refusal sentence. The follow-up lines stop before one that would make the answer too long to `fit`
-    the answer length the app generates.
+    the refusal sentence. The follow-up lines stop before one that would make the answer longer than the
+    app generates (`fits` says whether it still fits).
     """
     figures = stated_figures(answer)
 
@@ -100,8 +100,8 @@ def raft_pair(question: str, answer: str, point_text: str, oracle: Chunk, passag
     # at answer time: a reader that only quotes one line states what that line holds and no more, and held-out
     # answers need a second sentence (multi-hop, procedures) about as often as retrieval ranks it second.
     others = [(n, unit) for n, (_, units) in enumerate(blocks) for unit in units if unit != point_text]
-    # An answer longer than the app generates is cut mid-sentence at answer time (37% of them were, with four
-    # lines of the shipped corpus against 128 tokens): the reader learns to stop after the last line that fits.
+    # An answer longer than the app generates is cut mid-sentence at answer time (37% of the shipped corpus's
+    # four-line answers ran past 128 tokens): the reader learns to stop after the last line that fits.
     last_block = position
     for block, unit in others[:follow_ups]:
         longer = cited + (f" {unit}" if block == last_block else f" [{block + 1}] {unit}")
