@@ -126,7 +126,8 @@ def build_dataset(cfg: Config, progress: bool = True) -> DatasetReport:
     manifest = build_manifest("dataset", inputs=inputs, seed=cfg.seed,
                               config={"synth": cfg.synth.model_dump(mode="json"),
                                       "retrieve": cfg.retrieve.model_dump(mode="json"),
-                                      "embed_model": cfg.embed_model, "base_model": cfg.base_model},
+                                      "embed_model": cfg.embed_model, "base_model": cfg.base_model,
+                                      "answer_max_new_tokens": cfg.answer.max_new_tokens},
                               metrics={**report.to_dict(), **report.extra, "seconds": report.seconds},
                               extra={"prompt_versions": prompt_versions(), "index_fingerprint": inputs["index"],
                                      "held_out_questions": len(held_out)})

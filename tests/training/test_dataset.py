@@ -88,6 +88,8 @@ def test_raft_answers_fit_the_answer_length_the_app_generates(tiny_cfg):
                 if r["meta"]["type"] == "raft" and r["messages"][-1]["content"] != REFUSAL}
 
     answering_line, tight = raft_answers(0, 4096), raft_answers(5, 48)
+    manifest = json.loads((build_dataset(tiny_cfg, progress=False).dataset / "manifest.json").read_text())
+    assert manifest["config"]["answer_max_new_tokens"] == 48         # the limit the answers were fitted to
     assert all(count(answer) <= 47 or answer in answering_line.values() for answer in tight.values())
     # the same questions (the gates may keep a few more or fewer of them): the quote only stops early
     both = set(tight) & set(answering_line)
